@@ -1,0 +1,50 @@
+# The project's entry points. `make test` is what CI runs (via .ci/run).
+GO        ?= go
+PKGS      ?= ./...
+FUZZTIME  ?= 30s
+SHORTFUZZ ?= 2s
+BENCHCOUNT ?= 6
+OUT       ?= out
+
+.PHONY: all build test vet fmt-check unit fuzz-seeds fuzz bench profile run clean
+
+all: build
+
+build:
+	$(GO) build -o bin/relay ./cmd/relay
+
+# vet + gofmt + race tests (which also run every fuzz target's seed corpus)
+# + a short coverage-guided run of every fuzz target.
+test: vet fmt-check unit fuzz-seeds
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+fuzz-seeds:
+	bash scripts/fuzz.sh $(SHORTFUZZ)
+
+# Longer fuzzing: every target for FUZZTIME each.
+fuzz:
+	bash scripts/fuzz.sh $(FUZZTIME)
+
+# Both relays, alternating, benchstat side by side, charts under $(OUT)/.
+bench: build
+	bash scripts/bench.sh $(OUT) $(BENCHCOUNT)
+
+# CPU and allocation profiles of the reactor under the stream and fan-in workloads.
+profile: build
+	bash scripts/profile.sh $(OUT)
+
+# The relay's main job on the embedded default guest (no VM needed).
+run: build
+	./bin/relay serve --socket /tmp/agentrelay/agent.sock --guest builtin --exec-log /tmp/agentrelay
+
+clean:
+	rm -rf bin $(OUT)
