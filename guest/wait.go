@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -22,6 +23,12 @@ var errStopped = errors.New("guest: stopped")
 type stopper struct {
 	w       *ring.Wake
 	release func() bool
+
+	// mu orders Stop after Close: the context's AfterFunc may be
+	// running while Close frees the pipe, and a late Wake would write
+	// into whatever file got the descriptor number.
+	mu     sync.Mutex
+	closed bool
 }
 
 func newStopper(ctx context.Context) (*stopper, error) {
@@ -30,16 +37,25 @@ func newStopper(ctx context.Context) (*stopper, error) {
 		return nil, fmt.Errorf("guest: %w", err)
 	}
 	s := &stopper{w: w}
-	s.release = context.AfterFunc(ctx, w.Wake)
+	s.release = context.AfterFunc(ctx, s.Stop)
 	return s, nil
 }
 
-// Stop makes every wait return errStopped.
-func (s *stopper) Stop() { s.w.Wake() }
+// Stop makes every wait return errStopped. It is a no-op after Close.
+func (s *stopper) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.w.Wake()
+	}
+}
 
-// Close frees the pipe; nobody may wait or Stop afterwards.
+// Close frees the pipe; nobody may wait afterwards.
 func (s *stopper) Close() {
 	s.release()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
 	s.w.Close()
 }
 
