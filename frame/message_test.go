@@ -154,6 +154,7 @@ func TestFsOpCodec(t *testing.T) {
 		"missing dst":  cb{}.m(1).t("op").m(1).t("Copy").m(1).t("src").t("/"),
 		"string op":    cb{}.m(1).t("op").t("Stat"),
 		"null op":      cb{}.m(1).t("op").raw(0xf6),
+		"no op":        cb{}.m(1).raw(0x39, 0x30, 0x30).m(0),
 	} {
 		if err := (Message{Payload: p}).Into(&FsRequest{}); err == nil {
 			t.Errorf("%s: accepted", name)

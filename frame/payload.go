@@ -142,6 +142,21 @@ type FsRequest struct {
 	Op FsOp `cbor:"op"`
 }
 
+// UnmarshalCBOR requires op: a request without one means nothing.
+func (r *FsRequest) UnmarshalCBOR(b []byte) error {
+	var w struct {
+		Op *FsOp `cbor:"op"`
+	}
+	if err := decMode.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	if w.Op == nil {
+		return errors.New("frame: fs request without op")
+	}
+	r.Op = *w.Op
+	return nil
+}
+
 // FsOpKind names a filesystem operation.
 type FsOpKind uint8
 
