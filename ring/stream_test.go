@@ -68,13 +68,13 @@ func (c *checker) check(p []byte) {
 	c.pos += int64(len(p))
 }
 
-// streamSize is 1 GiB, also under -race (about 8 s per stream test there on
-// two cores); -short cuts it to 32 MiB.
+// streamSize is streamBytes (1 GiB, 256 MiB under -race); -short cuts it
+// to 32 MiB.
 func streamSize(t *testing.T) int64 {
 	if testing.Short() {
 		return 32 << 20
 	}
-	return 1 << 30
+	return streamBytes
 }
 
 // TestStreamBlocking moves streamBytes through a ring with the blocking
