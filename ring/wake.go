@@ -6,9 +6,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A Wake is a non-blocking, close-on-exec pipe used as a level-triggered
-// doorbell: Wake puts a byte in, Drain takes them all out, and the read end
-// is what epoll or poll watches.
+// A Wake is a non-blocking, close-on-exec pipe used as a doorbell: Wake puts
+// a byte in, Drain takes them all out, and the read end is what epoll or poll
+// watches. Under edge-triggered epoll the reader must Drain after every
+// event, so the next Wake finds the pipe empty and makes a new edge.
 type Wake struct {
 	r, w int
 }
