@@ -1,7 +1,5 @@
 package frame
 
-import "unicode/utf8"
-
 // Peeked is what a relay needs from a frame body: the message type, the
 // data of a stdin, stdout or stderr payload, and whether an exec request
 // asks for a tty.
@@ -45,7 +43,7 @@ func Peek(body []byte) (Peeked, error) {
 			}
 		case "t":
 			t, w.off, err = str(body, w.off, majorText)
-			if err == nil && !utf8.Valid(t) {
+			if err == nil && !validText(t) {
 				err = errFieldType
 			}
 		case "p":

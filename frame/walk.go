@@ -48,7 +48,7 @@ const (
 	maxPeekDepth = 16
 	// maxPeekKeys bounds the keys of the maps Peek looks into: the repeat
 	// check is quadratic. The protocol's widest map has 9 keys.
-	maxPeekKeys = 64
+	maxPeekKeys = 32
 )
 
 // head reads the item head at b[off]: major type, additional information,
@@ -141,6 +141,15 @@ func skip(b []byte, off, depth int) (int, error) {
 
 // str returns the definite string of the given major type at b[off].
 func str(b []byte, off int, major byte) ([]byte, int, error) {
+	if off < len(b) && b[off]>>5 == major && b[off]&0x1f < 24 {
+		// Short strings (keys, most type names) have the length in the
+		// initial byte.
+		end := off + 1 + int(b[off]&0x1f)
+		if end > len(b) {
+			return nil, 0, errTruncated
+		}
+		return b[off+1 : end : end], end, nil
+	}
 	m, _, arg, off, err := head(b, off)
 	if err != nil {
 		return nil, 0, err
@@ -163,7 +172,7 @@ type mapWalker struct {
 	off  int // next key, or the value after key
 	left int // pairs not yet started
 	n    int // keys seen
-	keys [maxPeekKeys][2]int32
+	keys [maxPeekKeys][2]uint32 // spans of the keys seen
 }
 
 func (w *mapWalker) init(b []byte) error {
@@ -198,15 +207,15 @@ func (w *mapWalker) key() (key []byte, ok bool, err error) {
 		}
 		return nil, false, err
 	}
-	if !utf8.Valid(key) {
+	if !validText(key) {
 		return nil, false, errKey
 	}
 	for _, k := range w.keys[:w.n] {
-		if bytes.Equal(w.b[k[0]:k[1]], key) {
+		if int(k[1]-k[0]) == len(key) && bytes.Equal(w.b[k[0]:k[1]], key) {
 			return nil, false, errDupKey
 		}
 	}
-	w.keys[w.n] = [2]int32{int32(w.off - len(key)), int32(w.off)}
+	w.keys[w.n] = [2]uint32{uint32(w.off - len(key)), uint32(w.off)}
 	w.n++
 	return key, true, nil
 }
@@ -215,4 +224,15 @@ func (w *mapWalker) key() (key []byte, ok bool, err error) {
 func (w *mapWalker) skipValue() (err error) {
 	w.off, err = skip(w.b, w.off, 1)
 	return err
+}
+
+// validText is utf8.Valid with a fast path for the short ASCII strings that
+// keys and type names are.
+func validText(s []byte) bool {
+	for _, c := range s {
+		if c >= utf8.RuneSelf {
+			return utf8.Valid(s)
+		}
+	}
+	return true
 }
