@@ -3,6 +3,7 @@ package guest
 import (
 	"errors"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,8 @@ type testHost struct {
 	c    *ring.Console
 	msgs chan frame.Message
 	err  chan error // the reader's end: nil for Tx EOF
+
+	start func() // starts the reader, once
 }
 
 func newConsole(t *testing.T, capacity int) *ring.Console {
@@ -32,9 +35,19 @@ func newConsole(t *testing.T, capacity int) *ring.Console {
 // the reader is done; tests end the guest first.
 func newTestHost(t *testing.T, capacity int) *testHost {
 	t.Helper()
+	h := newPausedHost(t, capacity)
+	h.start()
+	return h
+}
+
+// newPausedHost is newTestHost whose reader starts at start: until then
+// the guest's writes pile up in Tx.
+func newPausedHost(t *testing.T, capacity int) *testHost {
+	t.Helper()
 	h := &testHost{t: t, c: newConsole(t, capacity), msgs: make(chan frame.Message, 4096), err: make(chan error, 1)}
-	go h.read()
+	h.start = sync.OnceFunc(func() { go h.read() })
 	t.Cleanup(func() {
+		h.start()
 		h.c.Tx.CloseRead() // unblocks a guest still writing
 		h.c.Rx.CloseWrite()
 		select {

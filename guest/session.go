@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +28,10 @@ type session struct {
 
 	mu     sync.Mutex
 	exited bool // the process has exited: its pid may not be signalled
+
+	// reaped is set once the process is gone; from then on an output
+	// read that waits longer than OutputGrace ends the stream.
+	reaped atomic.Bool
 }
 
 // run starts the session's goroutines: one per output stream, one for
@@ -57,8 +62,9 @@ func (s *session) run() {
 		defer a.wg.Done()
 		code := s.wait()
 		// Output normally ends with the process (EOF on the pipes, EIO
-		// on the pty). A background child may hold the streams open;
-		// it gets OutputGrace, then the session ends without it.
+		// on the pty). A background child may hold the streams open; a
+		// stream idle for OutputGrace after the exit ends without it.
+		s.reaped.Store(true)
 		deadline := time.Now().Add(a.opts.OutputGrace)
 		for _, f := range s.outputs {
 			f.SetReadDeadline(deadline)
@@ -74,11 +80,16 @@ func (s *session) run() {
 }
 
 // stream sends one output stream as frames of at most OutputChunk bytes
-// until EOF (EIO for a pty whose terminal side closed), its deadline, or
-// Close.
+// until EOF (EIO for a pty whose terminal side closed), or until it has
+// been idle for OutputGrace after the process exited. The grace restarts
+// at every read: bytes already in the pipe are streamed however long a
+// full Tx makes the sends take.
 func (s *session) stream(f *os.File, t frame.Type) {
 	buf := make([]byte, OutputChunk)
 	for {
+		if s.reaped.Load() {
+			f.SetReadDeadline(time.Now().Add(s.a.opts.OutputGrace))
+		}
 		n, err := f.Read(buf)
 		if n > 0 {
 			// A failed send means the relay is gone; reading on keeps
