@@ -172,7 +172,7 @@ func TestAgentFailures(t *testing.T) {
 		{"missing path", frame.ExecRequest{Cmd: "/no/such/binary"}, frame.FailNotFound, "ENOENT", "execvp"},
 		{"missing cwd", frame.ExecRequest{Cmd: "true", Cwd: ptr(filepath.Join(dir, "nope"))}, frame.FailBadCwd, "ENOENT", "chdir"},
 		{"cwd is a file", frame.ExecRequest{Cmd: "true", Cwd: &notExec}, frame.FailBadCwd, "ENOTDIR", "chdir"},
-		{"not executable", frame.ExecRequest{Cmd: notExec}, frame.FailPermission, "EACCES", "execvp"},
+		{"not executable", frame.ExecRequest{Cmd: notExec}, frame.FailPermissionDenied, "EACCES", "execvp"},
 		{"exec format", frame.ExecRequest{Cmd: garbage}, frame.FailNotExecutable, "ENOEXEC", "execvp"},
 		{"bad env", frame.ExecRequest{Cmd: "true", Env: []string{"NOEQUALS"}}, frame.FailBadArgs, "", "args"},
 		{"unknown rlimit", frame.ExecRequest{Cmd: "true", Rlimits: []frame.Rlimit{{Resource: "bogus", Soft: 1, Hard: 1}}}, frame.FailBadArgs, "", "args"},

@@ -30,7 +30,7 @@ func execFailure(errno syscall.Errno, stage, message string) *frame.ExecFailed {
 	case unix.ENOENT, unix.ENOTDIR, unix.ELOOP:
 		kind = frame.FailNotFound
 	case unix.EACCES, unix.EPERM:
-		kind = frame.FailPermission
+		kind = frame.FailPermissionDenied
 	case unix.ENOEXEC:
 		kind = frame.FailNotExecutable
 	case unix.E2BIG, unix.EINVAL, unix.ENAMETOOLONG:
