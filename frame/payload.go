@@ -114,16 +114,16 @@ type ExecFailed struct {
 
 // ExecFailed kinds.
 const (
-	FailNotFound        = "not_found"
-	FailPermission      = "permission_denied"
-	FailNotExecutable   = "not_executable"
-	FailBadCwd          = "bad_cwd"
-	FailBadArgs         = "bad_args"
-	FailResourceLimit   = "resource_limit"
-	FailUserSetupFailed = "user_setup_failed"
-	FailOutOfMemory     = "out_of_memory"
-	FailPtySetupFailed  = "pty_setup_failed"
-	FailOther           = "other"
+	FailNotFound         = "not_found"
+	FailPermissionDenied = "permission_denied"
+	FailNotExecutable    = "not_executable"
+	FailBadCwd           = "bad_cwd"
+	FailBadArgs          = "bad_args"
+	FailResourceLimit    = "resource_limit"
+	FailUserSetupFailed  = "user_setup_failed"
+	FailOutOfMemory      = "out_of_memory"
+	FailPtySetupFailed   = "pty_setup_failed"
+	FailOther            = "other"
 )
 
 // ExecResize is the payload of core.exec.resize.

@@ -16,10 +16,11 @@ type Peeked struct {
 // stderr (which must carry "data") and exec requests (whose "tty", when
 // present, must be a bool). An unknown "t" gives TypeUnknown, not an error.
 //
-// Peek is stricter than Decode (definite lengths only, no tags, at most
-// maxPeekKeys keys in the maps it looks into): when Peek succeeds, Decode
-// and Message.Into succeed on the same bytes and agree with it; a body the
-// package encodes itself always peeks.
+// Peek is stricter than Decode (definite lengths only, no tags, at most 32
+// keys in the maps it looks into, 16 levels of nesting): when Peek
+// succeeds, Decode succeeds on the same bytes with the same type, and so
+// does Message.Into for stdin, stdout and stderr, with the same data. A
+// body this package encodes always peeks. Every error matches ErrMalformed.
 func Peek(body []byte) (Peeked, error) {
 	var w mapWalker
 	if err := w.init(body); err != nil {

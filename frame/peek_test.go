@@ -183,3 +183,31 @@ func TestPeekMalformed(t *testing.T) {
 	}
 	checkAgreement(t, "skipped values", pk, m)
 }
+
+func TestPeekNeverReadsPastBody(t *testing.T) {
+	for _, fr := range smallVectors(t) {
+		body := fr[HeaderSize:]
+		// Each strict prefix is a view whose capacity still holds the rest
+		// of the valid body: reading past len would make it parse.
+		for k := range len(body) {
+			if pk, err := Peek(body[:k]); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("%x: prefix %d peeked as %+v, %v", body, k, pk, err)
+			}
+		}
+	}
+}
+
+func TestPeekRepeatedKeysInSkippedValues(t *testing.T) {
+	// The full decoder checks repeats only in the maps it decodes into
+	// structs; inside skipped values it does not, and neither does Peek.
+	body := cb{}.m(2).t("t").t("core.ready").t("x").m(2).t("k").u(1).t("k").u(2)
+	pk, err := Peek(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(frameOf(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAgreement(t, "nested repeat", pk, m)
+}

@@ -169,9 +169,9 @@ func str(b []byte, off int, major byte) ([]byte, int, error) {
 // full decoder, which rejects a repeated key, requires.
 type mapWalker struct {
 	b    []byte
-	off  int // next key, or the value after key
-	left int // pairs not yet started
-	n    int // keys seen
+	off  int                    // next key, or the value after key
+	left int                    // pairs not yet started
+	n    int                    // keys seen
 	keys [maxPeekKeys][2]uint32 // spans of the keys seen
 }
 
