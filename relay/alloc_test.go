@@ -1,0 +1,93 @@
+package relay
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"agentrelay/frame"
+	"agentrelay/ring"
+)
+
+// TestZeroAllocsPerFrame drives the loop one iteration at a time on this
+// goroutine and counts allocations per routed frame in steady state: a
+// client frame read from a real socket and written into Rx, and a guest frame
+// taken from Tx, routed, and written to the client's socket.
+func TestZeroAllocsPerFrame(t *testing.T) {
+	c, err := ring.NewConsole(1 << 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir, _ := os.MkdirTemp("", "alloc")
+	defer os.RemoveAll(dir)
+	r, err := New(Options{Socket: filepath.Join(dir, "s"), Console: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, _ := frame.AppendMessage(nil, 0, frame.TypeReady, frame.Ready{})
+	c.Backend().Write(ready)
+	if err := r.WaitReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.start(); err != nil {
+		t.Fatal(err)
+	}
+	defer r.cleanup()
+
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: r.opt.Socket}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<16)
+	turn := func() {
+		if err := r.loop.RunOnce(10 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	turn()
+	turn()
+	if n, _ := unix.Read(fd, buf); n != 4+len(ready) {
+		t.Fatalf("handshake: %d bytes", n)
+	}
+
+	toGuest, _ := frame.AppendMessage(nil, 1, frame.TypeExecStdin, frame.ExecStdin{Data: make([]byte, 64)})
+	toClient, _ := frame.AppendMessage(nil, 1, frame.TypeExecStdout, frame.ExecStdout{Data: make([]byte, 64)})
+	in := make([]byte, len(toGuest))
+	b := c.Backend()
+	roundTrip := func() {
+		unix.Write(fd, toGuest)
+		for c.Rx.Len() < len(toGuest) {
+			turn()
+		}
+		if n, _ := b.TryRead(in); n != len(toGuest) {
+			t.Fatalf("guest read %d bytes", n)
+		}
+		b.TryWrite(toClient)
+		got := 0
+		for got < len(toClient) {
+			turn()
+			n, _ := unix.Read(fd, buf[got:len(toClient)])
+			if n > 0 {
+				got += n
+			}
+		}
+	}
+	unix.SetNonblock(fd, true)
+	for range 100 { // warm up: buffers and maps reach their steady size
+		roundTrip()
+	}
+	if a := testing.AllocsPerRun(1000, roundTrip); a != 0 {
+		t.Fatalf("%.2f allocations per round trip (one frame each way), want 0", a)
+	}
+	if s := r.Stats(); s.FramesToGuest < 1100 || s.FramesToClient < 1100 {
+		t.Fatalf("frames not routed: %+v", s)
+	}
+}

@@ -1,0 +1,19 @@
+package relay_test
+
+import (
+	"testing"
+
+	"agentrelay/relay"
+	"agentrelay/relaytest"
+)
+
+// Reactor is the reactor relay as the conformance suite sees it.
+var Reactor = relaytest.Impl{
+	Name:     "reactor",
+	Improved: true,
+	New: func(o relay.Options) (relaytest.Server, error) {
+		return relay.New(o)
+	},
+}
+
+func TestConformance(t *testing.T) { relaytest.Run(t, Reactor) }

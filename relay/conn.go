@@ -1,0 +1,95 @@
+package relay
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"agentrelay/frame"
+	"agentrelay/reactor"
+)
+
+// conn is one client slot. The 16 slots are allocated once with the relay and
+// reused: a new client inherits the slot's (grown) buffers, so connecting
+// does not allocate either.
+type conn struct {
+	r    *Relay
+	slot int
+	fd   int
+	tok  reactor.Token
+	live bool
+
+	in  buffer // bytes read from the client, frames not yet forwarded
+	out buffer // frames queued to the client, bounded by Options.ClientBuffer
+
+	peerUID, peerPID int32
+	since            time.Time
+
+	open        int // sessions this client has open
+	quarantined int // sessions of earlier clients of this slot still quarantined
+
+	// full marks the start of a period in which this client's output buffer
+	// held up the guest stream; it is cleared only once the buffer has
+	// drained below half, so a client that reads a trickle cannot stall
+	// everyone indefinitely by freeing just enough each time.
+	full      bool
+	fullSince time.Time
+}
+
+// OnEvent records readiness; the work happens in the loop's idle pass so
+// that every client's frames of one epoll batch go out in one write.
+func (c *conn) OnEvent(ev uint32) {
+	r := c.r
+	bit := uint16(1) << c.slot
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		r.readable |= bit
+	}
+	if ev&unix.EPOLLOUT != 0 && c.out.len() > 0 {
+		r.dirty |= bit
+	}
+}
+
+// flush writes queued output until it is gone or the socket is full. With
+// edge-triggered epoll the socket must be written until EAGAIN; EPOLLOUT
+// then says when to go on.
+func (c *conn) flush() error {
+	for c.out.len() > 0 {
+		n, err := unix.Write(c.fd, c.out.bytes())
+		if n > 0 {
+			c.out.consume(n)
+		}
+		switch err {
+		case nil:
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return nil
+		default:
+			return err
+		}
+	}
+	if c.full && c.out.len() < c.out.max/2 {
+		c.full = false
+		c.r.stats.guestStallNanos.Add(uint64(c.r.loop.Now().Sub(c.fullSince)))
+	}
+	return nil
+}
+
+// validID reports whether a client in slot may send a frame under id:
+// anything inside its own range (k·STEP, (k+1)·STEP) exclusive, and id 0 only
+// for core.shutdown.
+func validID(slot int, id uint32, flags uint8) bool {
+	if id == 0 {
+		return flags&frame.FlagShutdown != 0
+	}
+	lo := uint32(slot) * frame.Step
+	return id > lo && id < lo+frame.Step
+}
+
+// slotOf is the 0.4.4 routing rule for guest frames.
+func slotOf(id uint32) int {
+	s := id / frame.Step
+	if s >= frame.MaxClients {
+		s = frame.MaxClients - 1
+	}
+	return int(s)
+}

@@ -1,0 +1,442 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"agentrelay/execlog"
+	"agentrelay/frame"
+	"agentrelay/reactor"
+	"agentrelay/ring"
+)
+
+// ErrGuestClosed is returned by Run when the guest's stream ended.
+var ErrGuestClosed = errors.New("relay: guest stream ended")
+
+// Per-iteration budgets keep one loop pass bounded however much is waiting;
+// whatever is left marks the loop busy and goes on after the next epoll_wait
+// (with a zero timeout), so new events interleave with bulk transfers.
+const (
+	toGuestBudget   = 1 << 20
+	fromGuestBudget = 1 << 20
+	readChunk       = 256 << 10 // most bytes one client read takes per turn
+	initialBuffer   = 64 << 10
+)
+
+type state uint8
+
+const (
+	stateNew state = iota
+	stateServing
+	stateDraining
+	stateDone
+)
+
+// Relay connects clients on a Unix socket to a guest console. Build it with
+// New, call WaitReady, then Run; Stop (or cancelling Run's context) drains
+// and stops it.
+type Relay struct {
+	opt  Options
+	log  *slog.Logger
+	logq *logQueue
+	loop *reactor.Loop
+
+	tx, rx *ring.Ring
+	g      *guestReader
+	ready  []byte // the cached core.ready frame, as the guest sent it
+
+	lfd       int
+	ltok      reactor.Token
+	listening bool
+	allow     []uint32
+
+	conns                 [frame.MaxClients]conn
+	live, readable, dirty uint16 // one bit per slot
+	rr                    int    // round-robin cursor over readable clients
+	acceptPending         bool
+	acceptRetry           reactor.Timer
+	waiters               []waiter
+	waitTimer             reactor.Timer
+	guestWake, guestEnded bool
+	stalled               int // slot whose full buffer holds up the guest stream, or -1
+	stallTimer            reactor.Timer
+	lastDropLog           time.Time
+
+	// Host→guest: a frame is written into Rx whole before the next one
+	// starts. rxCur is the unwritten rest of a frame the ring could not take
+	// at once; it points into the owner's input buffer, which nobody reads
+	// into until it is written (or into spill if the owner left meanwhile).
+	rxCur          []byte
+	rxOwner        int
+	rxShutdown     bool
+	rxBlocked      bool
+	rxBlockedSince time.Time
+	ctl            buffer // relay-made frames (SIGKILLs), written before client frames
+	spill          []byte
+	killFrame      []byte // core.exec.signal {signal: 9} with id 0, patched per session
+
+	sessions   map[uint32]session
+	quarantine []qentry
+	qseq       uint64
+	qTimer     reactor.Timer
+
+	lane      *execlog.Lane
+	nextLogID uint64
+
+	st         state
+	drainTimer reactor.Timer
+	err        error
+	shutdownCh chan struct{}
+	stopOnce   sync.Once
+	stats      counters
+}
+
+// New binds the client socket and prepares a relay; clients that connect
+// before Run wait in the socket's backlog.
+func New(opt Options) (*Relay, error) {
+	opt.setDefaults()
+	if opt.Console == nil || opt.Console.Tx == nil || opt.Console.Rx == nil {
+		return nil, errors.New("relay: Options.Console is required")
+	}
+	if opt.Socket == "" {
+		return nil, errors.New("relay: Options.Socket is required")
+	}
+	if opt.ClientBuffer < frame.MaxFrame {
+		return nil, fmt.Errorf("relay: ClientBuffer %d is below one maximum frame (%d)", opt.ClientBuffer, frame.MaxFrame)
+	}
+	kill, err := frame.AppendMessage(nil, 0, frame.TypeExecSignal, frame.ExecSignal{Signal: 9})
+	if err != nil {
+		return nil, fmt.Errorf("relay: encode SIGKILL frame: %w", err)
+	}
+	loop, err := reactor.New()
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	r := &Relay{
+		opt:        opt,
+		loop:       loop,
+		tx:         opt.Console.Tx,
+		rx:         opt.Console.Rx,
+		g:          newGuestReader(opt.Console.Tx),
+		lfd:        -1,
+		rxOwner:    -1,
+		stalled:    -1,
+		killFrame:  kill,
+		ctl:        newBuffer(4096, frame.MaxClients*opt.MaxSessions*len(kill)+4096),
+		sessions:   make(map[uint32]session, 256),
+		shutdownCh: make(chan struct{}, 1),
+		allow:      opt.AllowUIDs,
+	}
+	if r.allow == nil {
+		r.allow = []uint32{uint32(os.Geteuid()), 0}
+	}
+	r.logq = newLogQueue(4096)
+	r.log = slog.New(&asyncHandler{next: opt.Logger.Handler(), q: r.logq, dropped: &r.stats.logDrops})
+	r.g.onCorrupt = r.corruptStart
+	r.g.onResync = r.corruptEnd
+	if opt.ExecLog != nil {
+		r.lane = opt.ExecLog.Lane()
+	}
+	for i := range r.conns {
+		r.conns[i] = conn{r: r, slot: i, fd: -1,
+			in:  newBuffer(initialBuffer, frame.MaxFrame),
+			out: newBuffer(initialBuffer, opt.ClientBuffer)}
+	}
+	if r.lfd, err = listen(opt.Socket); err != nil {
+		loop.Close()
+		r.logq.close()
+		return nil, err
+	}
+	r.log.Info("relay listening", "socket", opt.Socket)
+	return r, nil
+}
+
+// Shutdowns delivers a value each time a client's core.shutdown has been
+// forwarded to the guest: the owner should begin drain escalation (the guest
+// is expected to power off; force teardown if it does not).
+func (r *Relay) Shutdowns() <-chan struct{} { return r.shutdownCh }
+
+// WaitReady reads the guest stream until core.ready, discarding anything
+// before it, and caches the frame for every client handshake. It fails after
+// Options.ReadyTimeout, when ctx ends, or when the guest stream ends first.
+func (r *Relay) WaitReady(ctx context.Context) error {
+	start := time.Now()
+	deadline := start.Add(r.opt.ReadyTimeout)
+	discarded := 0
+	for {
+		r.tx.DrainData()
+		for {
+			budget := fromGuestBudget
+			f, ok := r.g.next(&budget)
+			if !ok {
+				if budget <= 0 {
+					continue
+				}
+				break
+			}
+			p, err := frame.Peek(f.Body)
+			if err == nil && p.Type == frame.TypeReady {
+				r.ready = append([]byte(nil), f.Raw...)
+				r.g.done()
+				r.log.Info("guest ready", "after", time.Since(start).Round(time.Millisecond), "discarded_frames", discarded)
+				if r.opt.ExecLog != nil {
+					r.opt.ExecLog.System("--- sandbox started ---")
+				}
+				return nil
+			}
+			discarded++
+			r.log.Debug("discarding frame before core.ready", "id", f.ID, "type", p.Type.String())
+			r.g.done()
+		}
+		if r.tx.Closed() && r.tx.Len() == 0 {
+			return errors.New("relay: guest stream ended before core.ready")
+		}
+		if !r.tx.ArmData() {
+			continue
+		}
+		now := time.Now()
+		if !now.Before(deadline) {
+			return fmt.Errorf("relay: timed out after %s waiting for core.ready from the guest", r.opt.ReadyTimeout)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("relay: waiting for core.ready: %w", err)
+		}
+		wait := min(deadline.Sub(now), 100*time.Millisecond) // short slices keep ctx responsive
+		fds := []unix.PollFd{{Fd: int32(r.tx.DataFd()), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, int(wait/time.Millisecond)+1); err != nil && err != unix.EINTR {
+			return fmt.Errorf("relay: waiting for core.ready: poll: %w", err)
+		}
+	}
+}
+
+// Run serves clients until Stop, ctx's end, or the end of the guest stream
+// (ErrGuestClosed). The calling goroutine becomes the loop: it is locked to
+// its OS thread for the duration. On return the socket is removed and every
+// client is closed.
+func (r *Relay) Run(ctx context.Context) error {
+	if r.ready == nil {
+		return errors.New("relay: Run called before WaitReady succeeded")
+	}
+	if r.st != stateNew {
+		return errors.New("relay: Run called twice")
+	}
+	defer r.cleanup()
+	if err := r.start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			r.Stop()
+		case <-done:
+		}
+	}()
+	if err := r.loop.Run(); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	return r.err
+}
+
+// start registers the relay's fds with the loop; Run then runs it.
+func (r *Relay) start() error {
+	r.st = stateServing
+	var err error
+	if r.ltok, err = r.loop.Add(r.lfd, unix.EPOLLIN, listenHandler{r}); err != nil {
+		return fmt.Errorf("relay: watch socket: %w", err)
+	}
+	r.listening = true
+	if _, err = r.loop.Add(r.tx.DataFd(), unix.EPOLLIN, txHandler{r}); err != nil {
+		return fmt.Errorf("relay: watch guest: %w", err)
+	}
+	if _, err = r.loop.Add(r.rx.SpaceFd(), unix.EPOLLIN, rxHandler{r}); err != nil {
+		return fmt.Errorf("relay: watch guest ring: %w", err)
+	}
+	r.loop.SetIdle(r.service)
+	r.guestWake, r.acceptPending = true, true
+	return nil
+}
+
+// Stop stops accepting, flushes what is queued to clients for up to
+// Options.DrainTimeout, closes them, and makes Run return nil. Safe from any
+// goroutine, any number of times.
+func (r *Relay) Stop() {
+	r.stopOnce.Do(func() { r.loop.Submit(func() { r.drain(nil, "relay stopping") }) })
+}
+
+// cleanup runs on Run's goroutine after the loop has stopped, so the disk
+// I/O of unlinking the socket happens off the loop.
+func (r *Relay) cleanup() {
+	r.st = stateDone
+	for i := range r.conns {
+		if c := &r.conns[i]; c.live {
+			r.disconnect(c, "relay stopped", nil)
+		}
+	}
+	r.closeListener()
+	for _, w := range r.waiters {
+		unix.Close(w.fd)
+	}
+	r.waiters = nil
+	if err := os.Remove(r.opt.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.log.Warn("remove socket", "socket", r.opt.Socket, "err", err)
+	}
+	r.loop.Close()
+	r.logq.close()
+}
+
+// drain begins an orderly stop: no new clients, no more reading from clients
+// or the guest, queued output flushed until empty or the deadline.
+func (r *Relay) drain(err error, why string) {
+	if r.st != stateServing {
+		return
+	}
+	r.st = stateDraining
+	r.err = err
+	r.log.Info(why, "clients", r.stats.clientsActive.Load(), "flush_deadline", r.opt.DrainTimeout)
+	r.closeListener()
+	for _, w := range r.waiters {
+		unix.Close(w.fd)
+	}
+	r.waiters = r.waiters[:0]
+	r.loop.Cancel(&r.waitTimer)
+	r.loop.Schedule(&r.drainTimer, r.loop.Now().Add(r.opt.DrainTimeout), func(time.Time) { r.finish() })
+}
+
+func (r *Relay) finish() {
+	if r.st == stateDone {
+		return
+	}
+	r.st = stateDone
+	for i := range r.conns {
+		if c := &r.conns[i]; c.live {
+			if c.out.len() > 0 {
+				r.log.Warn("client output not flushed before stop", "slot", c.slot, "bytes", c.out.len())
+			}
+			r.disconnect(c, "relay stopping", nil)
+		}
+	}
+	r.loop.Stop()
+}
+
+func (r *Relay) closeListener() {
+	if r.lfd < 0 {
+		return
+	}
+	if r.listening {
+		r.loop.Remove(r.ltok)
+		r.listening = false
+	}
+	unix.Close(r.lfd)
+	r.lfd = -1
+}
+
+// service is the loop's idle pass: it runs once per iteration after the
+// events of one epoll_wait have been recorded, moves what can move within
+// the budgets, flushes every dirty client with one write, and re-arms the
+// guest-side wake-ups. It reports busy when work is left over.
+func (r *Relay) service(now time.Time) bool {
+	if r.st == stateDone {
+		return false
+	}
+	if r.acceptPending && r.st == stateServing {
+		r.acceptAll()
+	}
+	r.writeRx()
+	if r.st == stateServing {
+		r.pumpToGuest()
+		r.pumpFromGuest()
+	}
+	if r.ctl.len() > 0 && !r.rxBlocked {
+		r.writeRx() // SIGKILLs queued by disconnects in this pass
+	}
+	r.flushDirty()
+
+	busy := false
+	if r.st == stateServing && !r.guestEnded && r.stalled < 0 && (r.guestWake || !r.tx.ArmData()) {
+		busy = true
+	}
+	if r.rxBlocked {
+		if !r.rx.ArmSpace() {
+			busy = true
+		}
+	} else if r.readable != 0 && r.st == stateServing {
+		busy = true
+	}
+	if r.st == stateDraining && r.flushed() {
+		r.finish()
+		return false
+	}
+	return busy
+}
+
+func (r *Relay) flushed() bool {
+	if len(r.rxCur) > 0 || r.ctl.len() > 0 {
+		return false
+	}
+	for i := range r.conns {
+		if c := &r.conns[i]; c.live && c.out.len() > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Relay) flushDirty() {
+	for r.dirty != 0 {
+		slot := lowestBit(r.dirty)
+		r.dirty &^= 1 << slot
+		c := &r.conns[slot]
+		if !c.live {
+			continue
+		}
+		if err := c.flush(); err != nil {
+			r.disconnect(c, "write failed", err)
+		}
+	}
+}
+
+// notifyShutdown tells the owner that a core.shutdown reached the guest.
+func (r *Relay) notifyShutdown(slot int) {
+	r.stats.shutdowns.Add(1)
+	r.log.Info("client sent core.shutdown; notifying owner", "slot", slot)
+	select {
+	case r.shutdownCh <- struct{}{}:
+	default: // one pending notification says it all
+	}
+}
+
+func (r *Relay) corruptStart(badLen uint32) {
+	r.stats.corruptIncidents.Add(1)
+	r.log.Warn("corrupt guest framing; resynchronising", "length", badLen, "min", frame.MinLen, "max", frame.MaxLen)
+}
+
+func (r *Relay) corruptEnd(skipped uint64) {
+	r.stats.corruptBytes.Add(skipped)
+	r.log.Info("guest stream resynchronised", "skipped_bytes", skipped)
+}
+
+// Handlers for the relay's own fds. Each is one pointer wide, so storing it
+// in the reactor's Handler interface does not allocate.
+type (
+	listenHandler struct{ r *Relay }
+	txHandler     struct{ r *Relay }
+	rxHandler     struct{ r *Relay }
+)
+
+func (h listenHandler) OnEvent(uint32) { h.r.acceptPending = true }
+
+func (h txHandler) OnEvent(uint32) {
+	h.r.tx.DrainData()
+	h.r.guestWake = true
+}
+
+func (h rxHandler) OnEvent(uint32) { h.r.rx.DrainSpace() }

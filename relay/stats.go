@@ -1,0 +1,72 @@
+package relay
+
+import "sync/atomic"
+
+// counters are written by the loop thread only and read by anyone; plain
+// atomics keep readers (the debug endpoint, tests) off the loop.
+type counters struct {
+	framesToGuest, bytesToGuest   atomic.Uint64
+	framesToClient, bytesToClient atomic.Uint64
+
+	clientsAccepted, clientsActive, clientsRefused atomic.Uint64
+	acceptQueued, acceptTimeouts, acceptOverflows  atomic.Uint64
+	disconnects, protocolErrors, evictions         atomic.Uint64
+
+	sessionsOpened, sessionsActive, killsSent, idCollisions atomic.Uint64
+	noClientDrops, quarantineDrops, quarantineExpired       atomic.Uint64
+
+	corruptIncidents, corruptBytes atomic.Uint64
+	ringFullNanos, guestStallNanos atomic.Uint64
+	shutdowns, logDrops            atomic.Uint64
+}
+
+// Stats is a snapshot of a relay's counters.
+type Stats struct {
+	FramesToGuest, BytesToGuest   uint64 // client → guest, forwarded
+	FramesToClient, BytesToClient uint64 // guest → client, queued for delivery
+
+	ClientsAccepted uint64 // handshakes sent
+	ClientsActive   uint64 // connected now
+	ClientsRefused  uint64 // peer credentials not allowed
+	AcceptQueued    uint64 // connections that had to wait for a slot
+	AcceptTimeouts  uint64 // waiters closed after AcceptWait
+	AcceptOverflows uint64 // connections closed because the wait queue was full
+	Disconnects     uint64 // clients gone, for any reason
+	ProtocolErrors  uint64 // clients disconnected for a malformed or out-of-range frame
+	Evictions       uint64 // clients disconnected for holding up the guest stream
+
+	SessionsOpened    uint64 // SESSION_START frames from clients
+	SessionsActive    uint64 // open or quarantined now
+	KillsSent         uint64 // SIGKILLs sent for a departed client's sessions
+	IDCollisions      uint64 // session starts refused: id still quarantined
+	NoClientDrops     uint64 // guest frames for a slot with no client
+	QuarantineDrops   uint64 // guest frames for a departed client's session
+	QuarantineExpired uint64 // quarantined sessions the guest never ended
+
+	CorruptIncidents uint64 // times the guest stream had to be resynchronised
+	CorruptBytes     uint64 // bytes skipped doing so
+	RingFullNanos    uint64 // time the Rx ring was full with frames waiting
+	GuestStallNanos  uint64 // time the guest stream waited on a full client
+	Shutdowns        uint64 // core.shutdown frames forwarded
+	LogDrops         uint64 // log records dropped because the log queue was full
+}
+
+// Stats returns a snapshot of the counters. Safe from any goroutine.
+func (r *Relay) Stats() Stats {
+	c := &r.stats
+	return Stats{
+		FramesToGuest: c.framesToGuest.Load(), BytesToGuest: c.bytesToGuest.Load(),
+		FramesToClient: c.framesToClient.Load(), BytesToClient: c.bytesToClient.Load(),
+		ClientsAccepted: c.clientsAccepted.Load(), ClientsActive: c.clientsActive.Load(),
+		ClientsRefused: c.clientsRefused.Load(), AcceptQueued: c.acceptQueued.Load(),
+		AcceptTimeouts: c.acceptTimeouts.Load(), AcceptOverflows: c.acceptOverflows.Load(),
+		Disconnects: c.disconnects.Load(), ProtocolErrors: c.protocolErrors.Load(),
+		Evictions: c.evictions.Load(), SessionsOpened: c.sessionsOpened.Load(),
+		SessionsActive: c.sessionsActive.Load(), KillsSent: c.killsSent.Load(),
+		IDCollisions: c.idCollisions.Load(), NoClientDrops: c.noClientDrops.Load(),
+		QuarantineDrops: c.quarantineDrops.Load(), QuarantineExpired: c.quarantineExpired.Load(),
+		CorruptIncidents: c.corruptIncidents.Load(), CorruptBytes: c.corruptBytes.Load(),
+		RingFullNanos: c.ringFullNanos.Load(), GuestStallNanos: c.guestStallNanos.Load(),
+		Shutdowns: c.shutdowns.Load(), LogDrops: c.logDrops.Load(),
+	}
+}
