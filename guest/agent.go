@@ -56,16 +56,46 @@ type AgentOptions struct {
 //
 // What it does per message:
 //
-//   - core.exec.request: start the command (see Run for the details),
-//     answer core.exec.started or core.exec.failed, stream its output,
-//     end with core.exec.exited once the process has exited and its
-//     output has been streamed.
+//   - core.exec.request: start the command, answer core.exec.started or
+//     core.exec.failed, stream its output, end with core.exec.exited once
+//     the process has exited and its output has been streamed.
 //   - core.exec.stdin, core.exec.signal, core.exec.resize: deliver to the
 //     session with that id; frames for unknown ids are ignored.
 //   - core.fs.request: Stat, List, Read, Write, Mkdir, Remove, RemoveDir,
-//     Copy, Rename on the host file system.
+//     Copy, Rename on the host file system. Read streams core.fs.data
+//     chunks of up to 1 MiB, then core.fs.response; Write takes
+//     core.fs.data chunks until an empty one, then responds. Errors read
+//     as Rust's io::Error ("No such file or directory (os error 2)").
 //   - core.shutdown: SIGTERM every session, SIGKILL what is left after
 //     ShutdownGrace, and stop.
+//
+// How a command is run:
+//
+//   - cmd is looked up in the PATH of the command's own environment
+//     (execvp rules); args follow it, argv[0] is cmd as given.
+//   - The environment is AgentOptions.Env (or DefaultEnv) with the
+//     request's entries laid over it, the request winning per key.
+//   - cwd defaults to the relay's working directory; a missing or
+//     non-directory cwd fails with bad_cwd before anything is started.
+//   - user (NAME, UID, NAME:GROUP or UID:GID) switches uid, gid and
+//     supplementary groups, which needs root; it is otherwise honoured only
+//     if it names the current user, and fails with user_setup_failed.
+//   - rlimits are set while the child is stopped at its exec (see
+//     startProcess), so they hold from the program's first instruction.
+//   - Pipe mode: stdout and stderr are separate streams; the command leads
+//     its own process group. An empty core.exec.stdin closes stdin.
+//   - tty mode: a pseudo-terminal of rows×cols is the command's controlling
+//     terminal and its stdin, stdout and stderr, all output arriving as
+//     core.exec.stdout; an empty core.exec.stdin types ^D (the terminal's
+//     EOF), since closing the terminal would hang it up.
+//   - core.exec.signal goes to the command's process group (the command
+//     and what it started), never to a reused pid.
+//   - The exit code is the exit status, or 128+N when signal N killed the
+//     process, as a shell reports it.
+//   - Output is streamed in chunks of at most OutputChunk bytes. A
+//     background process that keeps the output open after the command
+//     exits is given OutputGrace of silence, then the session ends
+//     without it.
 type Agent struct {
 	c    *ring.Console
 	opts AgentOptions

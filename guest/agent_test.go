@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -452,4 +453,36 @@ func TestAgentIgnoresUnknownSessions(t *testing.T) {
 	h.send(77, frame.TypeFsData, frame.FsData{Data: []byte("x")})
 	sendExec(h, 78, frame.ExecRequest{Cmd: "true"})
 	wantExit(t, h.collect(78, 10*time.Second), 0)
+}
+
+func TestAgentUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	root, err := user.LookupId("0")
+	if err != nil {
+		t.Skip("no passwd entry for root")
+	}
+	h := startAgent(t, 0, AgentOptions{})
+	asNobody := nobody.Uid + " " + nobody.Gid + " " + nobody.HomeDir + "\n"
+	for i, tc := range []struct {
+		user, want string
+	}{
+		{"nobody", asNobody},
+		{nobody.Uid, asNobody},
+		{nobody.Uid + ":" + nobody.Gid, asNobody},
+		{root.Username, "0 0 " + root.HomeDir + "\n"},
+	} {
+		id := uint32(40 + i)
+		sendExec(h, id, frame.ExecRequest{Cmd: "sh", Args: []string{"-c", `echo "$(id -u) $(id -g) $HOME"`}, User: ptr(tc.user)})
+		r := h.collect(id, 10*time.Second)
+		wantExit(t, r, 0)
+		if string(r.stdout) != tc.want {
+			t.Errorf("user %q: %q, want %q", tc.user, r.stdout, tc.want)
+		}
+	}
 }
