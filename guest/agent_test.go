@@ -293,17 +293,21 @@ func TestAgentEnvCwdRlimits(t *testing.T) {
 }
 
 func TestAgentBackgroundChildDoesNotHoldExit(t *testing.T) {
-	h := startAgent(t, 0, AgentOptions{OutputGrace: 100 * time.Millisecond})
-	start := time.Now()
-	// The background sleep keeps stdout open after sh exits.
-	sendExec(h, 12, frame.ExecRequest{Cmd: "sh", Args: []string{"-c", "sleep 3 & echo bye"}})
-	r := h.collect(12, 10*time.Second)
-	wantExit(t, r, 0)
-	if string(r.stdout) != "bye\n" {
-		t.Fatalf("stdout %q", r.stdout)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("exited after %v: held back by the background child", d)
+	for _, tty := range []bool{false, true} {
+		h := startAgent(t, 0, AgentOptions{OutputGrace: 100 * time.Millisecond})
+		start := time.Now()
+		// The background sleep keeps stdout (or the terminal) open
+		// after sh exits.
+		// Ignoring SIGHUP, it outlives the terminal's hangup too.
+		sendExec(h, 12, frame.ExecRequest{Cmd: "sh", Args: []string{"-c", "trap '' HUP; sleep 3 & echo bye"}, TTY: tty})
+		r := h.collect(12, 10*time.Second)
+		wantExit(t, r, 0)
+		if out := strings.ReplaceAll(string(r.stdout), "\r\n", "\n"); out != "bye\n" {
+			t.Fatalf("tty %v: stdout %q", tty, r.stdout)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("tty %v: exited after %v: held back by the background child", tty, d)
+		}
 	}
 }
 

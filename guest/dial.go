@@ -140,9 +140,6 @@ func parseVsockReply(line []byte) (uint32, error) {
 // ends; the error then carries both ctx's reason and the last failure.
 func retry(ctx context.Context, what string, dial func(context.Context) (net.Conn, error)) (net.Conn, error) {
 	backoff := minBackoff
-	t := time.NewTimer(0)
-	defer t.Stop()
-	<-t.C
 	for {
 		conn, err := dial(ctx)
 		if err == nil {
@@ -154,11 +151,10 @@ func retry(ctx context.Context, what string, dial func(context.Context) (net.Con
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("guest: connect %s: %w (last attempt: %v)", what, ctx.Err(), err)
 		}
-		t.Reset(backoff)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("guest: connect %s: %w (last attempt: %v)", what, ctx.Err(), err)
-		case <-t.C:
+		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
