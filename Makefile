@@ -26,6 +26,8 @@ fmt-check:
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	@# Allocation counts are only meaningful without the race detector.
+	$(GO) test -count=1 -run 'Allocs' $(PKGS)
 
 fuzz-seeds:
 	bash scripts/fuzz.sh $(SHORTFUZZ)

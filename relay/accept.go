@@ -87,14 +87,14 @@ func (r *Relay) acceptAll() {
 		}
 		cred, err := unix.GetsockoptUcred(nfd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 		if err != nil {
-			unix.Close(nfd)
 			r.stats.clientsRefused.Add(1)
+			unix.Close(nfd)
 			r.log.Warn("connection refused: peer credentials unavailable", "err", err)
 			continue
 		}
 		if !slices.Contains(r.allow, cred.Uid) {
-			unix.Close(nfd)
 			r.stats.clientsRefused.Add(1)
+			unix.Close(nfd)
 			r.log.Warn("connection refused: peer uid not allowed", "uid", cred.Uid, "pid", cred.Pid, "allowed", r.allow)
 			continue
 		}
@@ -105,8 +105,8 @@ func (r *Relay) acceptAll() {
 			}
 		}
 		if len(r.waiters) >= r.opt.AcceptQueue {
-			unix.Close(nfd)
 			r.stats.acceptOverflows.Add(1)
+			unix.Close(nfd)
 			r.log.Warn("connection closed: all slots busy and the wait queue is full",
 				"queue", len(r.waiters), "uid", cred.Uid, "pid", cred.Pid)
 			continue
@@ -145,8 +145,8 @@ func (r *Relay) expireWaiters(now time.Time) {
 	i := 0
 	for ; i < len(r.waiters) && !r.waiters[i].deadline.After(now); i++ {
 		w := r.waiters[i]
+		r.stats.acceptTimeouts.Add(1) // counted before the client can see the close
 		unix.Close(w.fd)
-		r.stats.acceptTimeouts.Add(1)
 		r.log.Warn("connection closed: no client slot freed in time", "waited", r.opt.AcceptWait, "pid", w.pid)
 	}
 	r.waiters = append(r.waiters[:0], r.waiters[i:]...)
@@ -207,6 +207,8 @@ func (r *Relay) disconnect(c *conn, reason string, err error) {
 	if !c.live {
 		return
 	}
+	r.stats.disconnects.Add(1) // counted before the client can see the close
+	r.stats.clientsActive.Add(^uint64(0))
 	r.loop.Remove(c.tok)
 	unix.Close(c.fd)
 	c.live, c.fd = false, -1
@@ -232,8 +234,6 @@ func (r *Relay) disconnect(c *conn, reason string, err error) {
 	lost := c.out.len()
 	c.in.reset()
 	c.out.reset()
-	r.stats.disconnects.Add(1)
-	r.stats.clientsActive.Add(^uint64(0))
 	attrs := []any{"slot", c.slot, "reason", reason, "sessions_killed", killed,
 		"connected_for", r.loop.Now().Sub(c.since).Round(time.Millisecond), "pid", c.peerPID}
 	if err != nil {

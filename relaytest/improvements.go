@@ -210,6 +210,7 @@ func testQuarantine(t *testing.T, impl Impl) {
 	e.Guest.Quiet(t, 50*time.Millisecond)
 	// The guest ends the old session: quarantine over, the id is the heir's.
 	e.Guest.Send(t, msg(t, id, frame.TypeExecExited, frame.ExecExited{Code: 137}))
+	Eventually(t, wait, "the guest's exit to end the quarantine", func() bool { return stats(t, e).SessionsActive == 0 })
 	heir.Send(t, execReq(t, id, "ls", false))
 	e.Guest.Next(t, wait)
 	mine := stdout(t, id, "heir's own")
