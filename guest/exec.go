@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -180,6 +181,11 @@ func (a *Agent) spawn(id uint32, req *frame.ExecRequest) (*session, *frame.ExecF
 // it stops on the exec's SIGTRAP, the limits are set with prlimit while it
 // is stopped, and it is detached. ptrace needs the same thread throughout,
 // hence LockOSThread. Without limits it is a plain Start.
+//
+// Where ptrace is forbidden (a seccomp profile, gVisor), TRACEME fails with
+// EPERM before the exec, so nothing ran; the command is then started
+// untraced and limited right after Start, which is racy but better than
+// nothing.
 func startProcess(cmd *exec.Cmd, limits []limit) *frame.ExecFailed {
 	if len(limits) == 0 {
 		if err := cmd.Start(); err != nil {
@@ -187,11 +193,35 @@ func startProcess(cmd *exec.Cmd, limits []limit) *frame.ExecFailed {
 		}
 		return nil
 	}
+	fail, err := startTraced(cmd, limits)
+	if !errors.Is(err, unix.EPERM) {
+		return fail
+	}
+	// A fresh Cmd: one whose Start failed cannot be started again.
+	attr := *cmd.SysProcAttr
+	attr.Ptrace = false
+	*cmd = exec.Cmd{
+		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Dir: cmd.Dir,
+		Stdin: cmd.Stdin, Stdout: cmd.Stdout, Stderr: cmd.Stderr,
+		SysProcAttr: &attr,
+	}
+	if err := cmd.Start(); err != nil {
+		return startFailure(cmd.Args[0], err)
+	}
+	if fail := setLimits(cmd, limits); fail != nil {
+		return fail
+	}
+	return nil
+}
+
+// startTraced is startProcess's ptrace path. It returns the Start error
+// too, for the EPERM fallback.
+func startTraced(cmd *exec.Cmd, limits []limit) (*frame.ExecFailed, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	cmd.SysProcAttr.Ptrace = true
 	if err := cmd.Start(); err != nil {
-		return startFailure(cmd.Args[0], err)
+		return startFailure(cmd.Args[0], err), err
 	}
 	pid := cmd.Process.Pid
 	var ws unix.WaitStatus
@@ -204,20 +234,32 @@ func startProcess(cmd *exec.Cmd, limits []limit) *frame.ExecFailed {
 	if !ws.Stopped() {
 		// Killed between exec and the trap: it has been reaped already.
 		cmd.Process.Release()
-		return failure(frame.FailOther, stageRlimit, "process ended before its rlimits were set", nil)
+		return failure(frame.FailOther, stageRlimit, "process ended before its rlimits were set", nil), nil
 	}
-	for _, l := range limits {
-		if err := unix.Prlimit(pid, l.resource, &l.rlim, nil); err != nil {
-			unix.Kill(pid, unix.SIGKILL)
-			unix.PtraceDetach(pid)
-			cmd.Wait()
-			return failure(frame.FailResourceLimit, stageRlimit, "prlimit: "+err.Error(), err)
-		}
+	if fail := setLimits(cmd, limits); fail != nil {
+		unix.PtraceDetach(pid)
+		cmd.Wait()
+		return fail, nil
 	}
 	if err := unix.PtraceDetach(pid); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		cmd.Wait()
-		return failure(frame.FailOther, stageRlimit, "ptrace detach: "+err.Error(), err)
+		return failure(frame.FailOther, stageRlimit, "ptrace detach: "+err.Error(), err), nil
+	}
+	return nil, nil
+}
+
+// setLimits applies limits to the started cmd, killing it if one fails.
+func setLimits(cmd *exec.Cmd, limits []limit) *frame.ExecFailed {
+	pid := cmd.Process.Pid
+	for _, l := range limits {
+		if err := unix.Prlimit(pid, l.resource, &l.rlim, nil); err != nil {
+			unix.Kill(pid, unix.SIGKILL)
+			if !cmd.SysProcAttr.Ptrace {
+				cmd.Wait()
+			}
+			return failure(frame.FailResourceLimit, stageRlimit, "prlimit: "+err.Error(), err)
+		}
 	}
 	return nil
 }
