@@ -137,9 +137,11 @@ func parseVsockReply(line []byte) (uint32, error) {
 }
 
 // retry calls dial until it succeeds, fails with errVsockProtocol, or ctx
-// ends; the error then carries both ctx's reason and the last failure.
+// ends; the error then carries both ctx's reason and the last failure that
+// says something (an attempt cut short by ctx's end does not).
 func retry(ctx context.Context, what string, dial func(context.Context) (net.Conn, error)) (net.Conn, error) {
 	backoff := minBackoff
+	var last error
 	for {
 		conn, err := dial(ctx)
 		if err == nil {
@@ -148,12 +150,15 @@ func retry(ctx context.Context, what string, dial func(context.Context) (net.Con
 		if errors.Is(err, errVsockProtocol) {
 			return nil, fmt.Errorf("guest: connect %s: %w", what, err)
 		}
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("guest: connect %s: %w (last attempt: %v)", what, ctx.Err(), err)
+			return nil, fmt.Errorf("guest: connect %s: %w (last attempt: %v)", what, ctx.Err(), last)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("guest: connect %s: %w (last attempt: %v)", what, ctx.Err(), err)
+			return nil, fmt.Errorf("guest: connect %s: %w (last attempt: %v)", what, ctx.Err(), last)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, maxBackoff)

@@ -227,7 +227,7 @@ func TestDialVsockRejects(t *testing.T) {
 func TestDialVsockGivesUp(t *testing.T) {
 	path := sockPath(t, "v.sock")
 	fakeVsock(t, path, "7", func(int) string { return "" })
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	_, err := DialVsock(ctx, path, 7)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "port 7") {
