@@ -218,10 +218,7 @@ func (a *Agent) end(ctx context.Context, sig syscall.Signal, grace time.Duration
 	if errors.Is(err, errStopped) || errors.Is(err, ring.ErrClosed) {
 		return fmt.Errorf("guest: builtin: relay stopped reading the console: %w", ring.ErrClosed)
 	}
-	if err != nil {
-		return fmt.Errorf("guest: builtin: %w", err)
-	}
-	return nil
+	return err
 }
 
 // waitFor waits for wg up to d and reports whether it finished.

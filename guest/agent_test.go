@@ -490,3 +490,25 @@ func TestAgentUser(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentCorruptStream(t *testing.T) {
+	h := newTestHost(t, 0)
+	done := make(chan error, 1)
+	go func() { done <- NewAgent(h.c, AgentOptions{}).Run(context.Background()) }()
+	h.expectReady()
+	sendExec(h, 1, frame.ExecRequest{Cmd: "sleep", Args: []string{"100"}})
+	h.next(5 * time.Second)
+	// A length of 2 is shorter than a header: the framing is lost.
+	h.c.Rx.WriteAll([]byte{0, 0, 0, 2, 0, 0}, time.Now().Add(5*time.Second))
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrCorruptStream) {
+			t.Fatalf("Run: %v, want ErrCorruptStream", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run went on after a corrupt frame")
+	}
+	// The session was killed on the way out and still reported.
+	r := collectAfterStart(t, h, 1, result{started: &frame.ExecStarted{Pid: 1}})
+	wantExit(t, r, 128+9)
+}
