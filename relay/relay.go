@@ -360,11 +360,14 @@ func (r *Relay) service(now time.Time) bool {
 	}
 	r.flushDirty()
 
+	if r.rxBlocked && r.rx.ReadClosed() {
+		r.guestEnd() // the guest stopped reading: nothing more can reach it
+	}
 	busy := false
 	if r.st == stateServing && !r.guestEnded && r.stalled < 0 && (r.guestWake || !r.tx.ArmData()) {
 		busy = true
 	}
-	if r.rxBlocked {
+	if r.rxBlocked && !r.guestEnded {
 		if !r.rx.ArmSpace() {
 			busy = true
 		}
@@ -379,7 +382,8 @@ func (r *Relay) service(now time.Time) bool {
 }
 
 func (r *Relay) flushed() bool {
-	if len(r.rxCur) > 0 || r.ctl.len() > 0 {
+	// Once the guest is gone, what was bound for it can never arrive.
+	if !r.guestEnded && (len(r.rxCur) > 0 || r.ctl.len() > 0) {
 		return false
 	}
 	for i := range r.conns {

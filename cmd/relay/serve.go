@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"agentrelay/execlog"
+	"agentrelay/guest"
+	"agentrelay/relay"
+	"agentrelay/ring"
+)
+
+// server is the embedding API both implementations offer.
+type server interface {
+	WaitReady(ctx context.Context) error
+	Run(ctx context.Context) error
+	Stop()
+	Shutdowns() <-chan struct{}
+	Stats() relay.Stats
+}
+
+// shutdownDrain is how long the binary waits, after a client's core.shutdown
+// reached the guest, for the guest stream to end before stopping anyway.
+const shutdownDrain = 10 * time.Second
+
+func serve(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	socket := fs.String("socket", "", "path of the clients' Unix socket (created 0600)")
+	guestSpec := fs.String("guest", "", "guest console: unix:PATH | vsock:PATH:PORT | echo | builtin")
+	execLog := fs.String("exec-log", "", "directory for exec.log (off if empty)")
+	readyTimeout := 60 * time.Second
+	fs.Var(durationFlag{&readyTimeout}, "ready-timeout", "how long to wait for core.ready: seconds (60) or a duration (1500ms)")
+	debugAddr := fs.String("debug-addr", "", "serve pprof, expvar and counters on this loopback address")
+	impl := fs.String("impl", "reactor", "relay implementation: reactor | goroutine (the benchmark baseline)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *socket == "" || *guestSpec == "" || fs.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "relay serve: --socket and --guest are required")
+		fs.Usage()
+		return 2
+	}
+	spec, err := guest.ParseSpec(*guestSpec)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "relay serve: --guest: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
+	slog.SetDefault(log)
+	if err := run(log, *socket, spec, *execLog, readyTimeout, *debugAddr, *impl); err != nil {
+		log.Error("relay failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func logLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(os.Getenv("RELAY_LOG_LEVEL"))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, readyTimeout time.Duration, debugAddr, impl string) error {
+	console, err := ring.NewConsole(0)
+	if err != nil {
+		return err
+	}
+	defer console.Close()
+
+	opts := relay.Options{Socket: socket, Console: console, Logger: log, ReadyTimeout: readyTimeout}
+	var xl *execlog.Writer
+	if execLogDir != "" {
+		if xl, err = execlog.Open(execLogDir, execlog.Options{}); err != nil {
+			return err
+		}
+		opts.ExecLog = xl
+		defer func() {
+			if err := xl.Close(); err != nil {
+				log.Error("exec.log", "err", err)
+			}
+		}()
+	}
+
+	newServer, ok := impls[impl]
+	if !ok {
+		return fmt.Errorf("--impl %q: want reactor or goroutine", impl)
+	}
+	srv, err := newServer(opts)
+	if err != nil {
+		return err
+	}
+	log.Info("relay starting", "impl", impl, "socket", socket, "guest", spec.String(), "exec_log", execLogDir)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	guestDone := make(chan error, 1)
+	go func() { guestDone <- startGuest(ctx, log, spec, console, readyTimeout) }()
+	defer func() {
+		// The relay is gone: tell an in-process guest there is nothing more
+		// to read, and wait for it briefly.
+		console.Rx.CloseWrite()
+		cancel()
+		select {
+		case <-guestDone:
+		case <-time.After(2 * time.Second):
+		}
+	}()
+
+	if debugAddr != "" {
+		addr, stop, err := serveDebug(debugAddr, srv, xl)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		log.Info("debug endpoint", "addr", addr)
+	}
+
+	readyCtx, readyCancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case s := <-sigs:
+			log.Info("signal before ready; exiting", "signal", s.String())
+			readyCancel()
+		case err := <-guestDone:
+			guestDone <- err
+			if err != nil {
+				log.Error("guest failed before ready", "err", err)
+				readyCancel()
+			}
+		case <-readyCtx.Done():
+		}
+	}()
+	err = srv.WaitReady(readyCtx)
+	readyCancel()
+	if err != nil {
+		srv.Stop()
+		os.Remove(socket)
+		return err
+	}
+
+	go func() {
+		var drain <-chan time.Time
+		for {
+			select {
+			case s := <-sigs:
+				log.Info("signal received; stopping", "signal", s.String())
+				srv.Stop()
+			case <-srv.Shutdowns():
+				log.Info("core.shutdown forwarded to the guest; waiting for its stream to end", "deadline", shutdownDrain)
+				if drain == nil {
+					drain = time.After(shutdownDrain)
+				}
+			case <-drain:
+				log.Warn("guest did not end its stream after core.shutdown; stopping")
+				srv.Stop()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	err = srv.Run(ctx)
+	if errors.Is(err, relay.ErrGuestClosed) {
+		log.Info("guest stream ended; relay exiting")
+		err = nil
+	}
+	st := srv.Stats()
+	log.Info("relay stopped", "frames_to_guest", st.FramesToGuest, "frames_to_client", st.FramesToClient,
+		"clients", st.ClientsAccepted, "evictions", st.Evictions, "protocol_errors", st.ProtocolErrors)
+	return err
+}
+
+// startGuest runs the guest side of the console until ctx ends or the guest
+// stream does.
+func startGuest(ctx context.Context, log *slog.Logger, spec guest.Spec, c *ring.Console, dialTimeout time.Duration) error {
+	switch spec.Kind {
+	case guest.KindEcho:
+		return guest.Echo(ctx, c, guest.DefaultReady())
+	case guest.KindBuiltin:
+		log.Warn(guest.Warning)
+		return guest.NewAgent(c, guest.AgentOptions{}).Run(ctx)
+	case guest.KindUnix, guest.KindVsock:
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+		var conn net.Conn
+		var err error
+		if spec.Kind == guest.KindUnix {
+			conn, err = guest.DialUnix(dctx, spec.Path)
+		} else {
+			conn, err = guest.DialVsock(dctx, spec.Path, spec.Port)
+		}
+		if err != nil {
+			c.Backend().CloseWrite()
+			return fmt.Errorf("guest %s: %w", spec, err)
+		}
+		log.Info("guest console connected", "guest", spec.String())
+		if err := guest.Pump(ctx, conn, c); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("guest %s: %w", spec, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("guest %s: unsupported", spec)
+}
