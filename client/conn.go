@@ -1,0 +1,304 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"agentrelay/frame"
+)
+
+// ErrClosed is what pending and later calls see once Close was called.
+var ErrClosed = errors.New("client: connection closed")
+
+var (
+	errRaw   = errors.New("client: raw connection has no demultiplexer (use Dial)")
+	errDemux = errors.New("client: ReadFrame needs a raw connection (use DialRaw): the demultiplexer owns the read side")
+)
+
+// readBufferSize batches small frames into few read syscalls; big frames
+// bypass it (bufio reads straight into the destination when it is empty).
+const readBufferSize = 64 << 10
+
+// A Conn is one client connection to the relay: one slot, one id range.
+// Its methods are safe for concurrent use, except ReadFrame (one reader).
+type Conn struct {
+	nc    *net.UnixConn
+	r     *bufio.Reader
+	start uint32
+
+	ready    frame.Ready
+	readyRaw []byte
+
+	// next counts allocations; 64 bits so that it never wraps, which keeps
+	// the modulo in NextID continuous (2^32 is not a multiple of Step-1).
+	next atomic.Uint64
+
+	wmu  sync.Mutex
+	wbuf []byte
+
+	demux   bool
+	mu      sync.Mutex
+	subs    map[uint32]*Stream
+	live    atomic.Int64 // len(subs), readable without mu
+	err     error        // why the reader stopped; set once, under mu
+	done    chan struct{}
+	closing chan struct{}
+	once    sync.Once
+	dropped atomic.Uint64
+}
+
+// Dial connects to the relay's socket, performs the handshake within ctx's
+// deadline and starts the reader goroutine that feeds Subscribe, Request
+// and Exec.
+func Dial(ctx context.Context, socketPath string) (*Conn, error) {
+	c, err := dial(ctx, socketPath)
+	if err != nil {
+		return nil, err
+	}
+	c.demux = true
+	c.subs = make(map[uint32]*Stream)
+	go c.readLoop()
+	return c, nil
+}
+
+// DialRaw is Dial without the reader goroutine: the caller reads with
+// ReadFrame and nothing is demultiplexed. Subscribe, Request and Exec fail
+// on a raw Conn. Meant for benchmarks and protocol tests.
+func DialRaw(ctx context.Context, socketPath string) (*Conn, error) {
+	c, err := dial(ctx, socketPath)
+	if err != nil {
+		return nil, err
+	}
+	close(c.done) // no reader will ever run
+	return c, nil
+}
+
+func dial(ctx context.Context, socketPath string) (*Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", socketPath)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	c := &Conn{
+		nc:      nc.(*net.UnixConn),
+		r:       bufio.NewReaderSize(nc, readBufferSize),
+		done:    make(chan struct{}),
+		closing: make(chan struct{}),
+	}
+	if err := c.handshake(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// handshake reads [offset: u32 BE][core.ready frame] (PROTOCOL.md, 0.4.4).
+func (c *Conn) handshake(ctx context.Context) (err error) {
+	if dl, ok := ctx.Deadline(); ok {
+		c.nc.SetDeadline(dl)
+	}
+	// A cancel without a deadline must still interrupt a silent relay.
+	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
+	defer func() {
+		if !stop() || ctx.Err() != nil {
+			err = fmt.Errorf("client: handshake: %w", ctx.Err())
+		}
+		c.nc.SetDeadline(time.Time{})
+	}()
+
+	var off [4]byte
+	if _, err := io.ReadFull(c.r, off[:]); err != nil {
+		return fmt.Errorf("client: handshake: reading id offset: %w", err)
+	}
+	start := binary.BigEndian.Uint32(off[:])
+	if start%frame.Step != 0 || start/frame.Step >= frame.MaxClients {
+		return fmt.Errorf("client: handshake: id offset %d is not a slot boundary (k*%d, k < %d)", start, frame.Step, frame.MaxClients)
+	}
+	raw, err := c.readFrame(nil)
+	if err != nil {
+		return fmt.Errorf("client: handshake: reading core.ready: %w", err)
+	}
+	m, err := frame.Decode(raw)
+	if err != nil {
+		return fmt.Errorf("client: handshake: decoding core.ready: %w", err)
+	}
+	if m.Type != frame.TypeReady {
+		return fmt.Errorf("client: handshake: got %q where core.ready was due", m.TypeName)
+	}
+	if err := m.Into(&c.ready); err != nil {
+		return fmt.Errorf("client: handshake: core.ready payload: %w", err)
+	}
+	c.start, c.readyRaw = start, raw
+	return nil
+}
+
+// Slot is the relay slot this connection occupies, 0..frame.MaxClients-1.
+func (c *Conn) Slot() int { return int(c.start / frame.Step) }
+
+// Range is the slot's id range [start, end). NextID hands out start+1 ..
+// end-1: start itself is skipped so that slot 0 never uses the reserved id 0.
+func (c *Conn) Range() (start, end uint32) { return c.start, c.start + frame.Step }
+
+// Ready is the guest's core.ready payload, as received in the handshake.
+func (c *Conn) Ready() frame.Ready { return c.ready }
+
+// ReadyFrame is the core.ready frame exactly as the relay sent it, length
+// prefix included. The caller must not modify it.
+func (c *Conn) ReadyFrame() []byte { return c.readyRaw }
+
+// NextID allocates a correlation id in this connection's range, wrapping
+// around inside it and skipping ids that a live Stream still holds.
+func (c *Conn) NextID() uint32 {
+	for {
+		n := c.next.Add(1) - 1
+		id := c.start + 1 + uint32(n%uint64(frame.Step-1))
+		if !c.inUse(id) {
+			return id
+		}
+	}
+}
+
+func (c *Conn) inUse(id uint32) bool {
+	if c.live.Load() == 0 {
+		return false
+	}
+	c.mu.Lock()
+	_, ok := c.subs[id]
+	c.mu.Unlock()
+	return ok
+}
+
+// WriteFrame writes raw, one or more whole frames, in a single write that
+// no concurrent Send or WriteFrame interleaves with. raw is not validated.
+func (c *Conn) WriteFrame(raw []byte) error {
+	c.wmu.Lock()
+	_, err := c.nc.Write(raw)
+	c.wmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("client: write: %w", c.closedErr(err))
+	}
+	return nil
+}
+
+// maxKeptWriteBuffer bounds the encode buffer kept between Sends, so that
+// one large payload does not pin megabytes for the Conn's lifetime.
+const maxKeptWriteBuffer = 256 << 10
+
+// Send encodes payload as a message of type t under id (flags from t.Flags)
+// and writes it. Like all writes it blocks while the relay applies
+// back-pressure; Close unblocks it.
+func (c *Conn) Send(id uint32, t frame.Type, payload any) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	b, err := frame.AppendMessage(c.wbuf[:0], id, t, payload)
+	if err != nil {
+		return fmt.Errorf("client: encoding %s: %w", t, err)
+	}
+	if cap(b) <= maxKeptWriteBuffer {
+		c.wbuf = b
+	}
+	if _, err := c.nc.Write(b); err != nil {
+		return fmt.Errorf("client: sending %s id %d: %w", t, id, c.closedErr(err))
+	}
+	return nil
+}
+
+// ReadFrame reads the next whole frame into buf, or into a new buffer if
+// buf is too small, and returns a view of it. It is only for raw
+// connections (DialRaw): on a demultiplexed Conn the reader goroutine owns
+// the read side and ReadFrame fails. Not safe for concurrent use.
+func (c *Conn) ReadFrame(buf []byte) (frame.Frame, error) {
+	if c.demux {
+		return frame.Frame{}, errDemux
+	}
+	raw, err := c.readFrame(buf)
+	if err != nil {
+		if err = c.closedErr(err); err == ErrClosed {
+			return frame.Frame{}, err
+		}
+		return frame.Frame{}, fmt.Errorf("client: %w", err)
+	}
+	return frame.Split(raw)
+}
+
+// readFrame reads one whole frame, validating its length before reading
+// (or allocating) the body.
+func (c *Conn) readFrame(buf []byte) ([]byte, error) {
+	p, err := c.r.Peek(frame.LenSize)
+	if err != nil {
+		if len(p) == 0 {
+			if errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("relay closed the connection: %w", io.EOF)
+			}
+			return nil, err
+		}
+		return nil, midFrame(len(p), frame.LenSize, err)
+	}
+	n, err := frame.Len(p)
+	if err != nil {
+		return nil, fmt.Errorf("bad frame length: %w", err)
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if got, err := io.ReadFull(c.r, buf); err != nil {
+		return nil, midFrame(got, n, err)
+	}
+	return buf, nil
+}
+
+func midFrame(got, want int, err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("connection lost mid-frame (%d of %d bytes): %w", got, want, err)
+}
+
+// closedErr turns the socket's "use of closed network connection" after
+// our own Close into ErrClosed, which says who closed it.
+func (c *Conn) closedErr(err error) error {
+	select {
+	case <-c.closing:
+		if errors.Is(err, net.ErrClosed) {
+			return ErrClosed
+		}
+	default:
+	}
+	return err
+}
+
+// Dropped counts incoming frames nobody was subscribed to (unknown ids, or
+// Streams closed before their frames arrived).
+func (c *Conn) Dropped() uint64 { return c.dropped.Load() }
+
+// Done is closed when the reader goroutine has stopped (at once for a raw
+// Conn); Err then says why.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err is why the reader stopped, or nil while it runs.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close closes the socket. Pending Recv calls and blocked Sends return
+// errors; once Close returns the reader goroutine has exited.
+func (c *Conn) Close() error {
+	var err error
+	c.once.Do(func() {
+		close(c.closing)
+		err = c.nc.Close()
+	})
+	<-c.done
+	return err
+}
