@@ -52,7 +52,7 @@ func (c *clock) appendLine(dst []byte, nanos int64, s Source, session uint64, da
 	return append(dst, "}\n"...)
 }
 
-const hex = "0123456789abcdef"
+const hexDigits = "0123456789abcdef"
 
 // escapes maps the ASCII bytes serde_json escapes to their escape letter
 // ('u' for \u00XX). HTML-sensitive bytes and DEL are written raw, as
@@ -95,7 +95,7 @@ func appendString(dst, src []byte) []byte {
 			}
 			dst = append(dst, src[start:i]...)
 			if e == 'u' {
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
 			} else {
 				dst = append(dst, '\\', e)
 			}
