@@ -185,7 +185,7 @@ func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration
 	c.peerUID, c.peerPID, c.since = int32(uid), pid, r.loop.Now()
 	c.in.reset()
 	c.out.reset()
-	c.open, c.full = 0, false
+	c.open, c.full, c.hup = 0, false, false
 	offset := uint32(slot) * frame.Step
 	c.out.reserve(frame.LenSize + len(r.ready))
 	binary.BigEndian.PutUint32(c.out.space(), offset)

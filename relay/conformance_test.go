@@ -17,3 +17,5 @@ var Reactor = relaytest.Impl{
 }
 
 func TestConformance(t *testing.T) { relaytest.Run(t, Reactor) }
+
+type relayStats = relay.Stats

@@ -22,6 +22,11 @@ type conn struct {
 	in  buffer // bytes read from the client, frames not yet forwarded
 	out buffer // frames queued to the client, bounded by Options.ClientBuffer
 
+	// hup records that epoll reported the peer's hang-up. With edge
+	// triggering that edge comes once, often together with the last data,
+	// so after it the socket is read until EOF whatever a short read says.
+	hup bool
+
 	peerUID, peerPID int32
 	since            time.Time
 
@@ -43,6 +48,9 @@ func (c *conn) OnEvent(ev uint32) {
 	bit := uint16(1) << c.slot
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		r.readable |= bit
+	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.hup = true
 	}
 	if ev&unix.EPOLLOUT != 0 && c.out.len() > 0 {
 		r.dirty |= bit

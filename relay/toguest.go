@@ -115,8 +115,9 @@ func (r *Relay) serveClient(c *conn, budget *int) bool {
 		c.in.commit(n)
 		*budget -= n
 		// A short read drained the socket: the next byte will raise a new
-		// edge. A full one may have left more behind; keep the turn.
-		if n < len(sp) {
+		// edge. A full one may have left more behind; keep the turn. After
+		// a hang-up there is no next edge: read on until EOF.
+		if n < len(sp) && !c.hup {
 			r.readable &^= bit
 		}
 	case err == nil:

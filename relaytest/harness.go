@@ -375,3 +375,17 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Drain discards host→guest frames for d and returns how many there were.
+func (g *Guest) Drain(d time.Duration) int {
+	n := 0
+	timeout := time.After(d)
+	for {
+		select {
+		case <-g.frames:
+			n++
+		case <-timeout:
+			return n
+		}
+	}
+}

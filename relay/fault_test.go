@@ -1,0 +1,145 @@
+package relay_test
+
+import (
+	"flag"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"agentrelay/frame"
+	"agentrelay/relaytest"
+)
+
+var churnFor = flag.Duration("churn", 5*time.Second, "how long TestChurn runs (a minute or more for a soak)")
+
+func openFDs(t *testing.T) int {
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(es)
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// TestChurn: 16 clients connect, open a session, send, and leave (cleanly or
+// mid-frame), in a loop, for -churn. Afterwards no fd, goroutine or heap has
+// leaked and every slot is free again.
+func TestChurn(t *testing.T) {
+	e := relaytest.Start(t, Reactor, relaytest.Config{})
+	// Drain what reaches the guest (requests, SIGKILLs) so Rx never fills.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				e.Guest.Drain(10 * time.Millisecond)
+			}
+		}
+	}()
+	warm := func() {
+		c, err := e.DialErr(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Conn.Close()
+	}
+	warm()
+	time.Sleep(100 * time.Millisecond)
+	fds, gs, heap := openFDs(t), runtime.NumGoroutine(), heapInUse()
+
+	deadline := time.Now().Add(*churnFor)
+	rounds := 0
+	for time.Now().Before(deadline) {
+		var wg sync.WaitGroup
+		for i := range frame.MaxClients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := e.DialErr(5 * time.Second)
+				if err != nil {
+					t.Errorf("dial: %v", err)
+					return
+				}
+				defer c.Conn.Close()
+				req, _ := frame.AppendMessage(nil, c.ID(1), frame.TypeExecRequest, frame.ExecRequest{Cmd: "x", Args: []string{}, Env: []string{}, Rlimits: []frame.Rlimit{}})
+				if i%2 == 0 {
+					req = req[:len(req)/2] // leave mid-frame
+				}
+				c.Conn.Write(req)
+			}()
+		}
+		wg.Wait()
+		rounds++
+	}
+	if t.Failed() {
+		return
+	}
+	r := e.Server.(interface {
+		Stats() relayStats
+	})
+	relaytest.Eventually(t, 5*time.Second, "every client to be gone", func() bool {
+		return r.Stats().ClientsActive == 0
+	})
+	time.Sleep(100 * time.Millisecond)
+	fds2, gs2, heap2 := openFDs(t), runtime.NumGoroutine(), heapInUse()
+	t.Logf("%d rounds of 16 clients in %v; fds %d→%d, goroutines %d→%d, heap in use %d→%d KiB",
+		rounds, *churnFor, fds, fds2, gs, gs2, heap/1024, heap2/1024)
+	if fds2 > fds {
+		t.Errorf("fds grew from %d to %d", fds, fds2)
+	}
+	if gs2 > gs+2 {
+		t.Errorf("goroutines grew from %d to %d", gs, gs2)
+	}
+	if heap2 > heap+8<<20 {
+		t.Errorf("heap in use grew from %d to %d KiB", heap/1024, heap2/1024)
+	}
+	if s := r.Stats(); s.ClientsAccepted < uint64(16*rounds) {
+		t.Errorf("accepted %d clients, want %d", s.ClientsAccepted, 16*rounds)
+	}
+}
+
+// TestGuestFloodsEmptySlots: a guest sending a flood of frames for slots
+// with no client costs nothing but counted drops; a connected client still
+// gets its own frames, in order.
+func TestGuestFloodsEmptySlots(t *testing.T) {
+	e := relaytest.Start(t, Reactor, relaytest.Config{})
+	c := e.Dial(t)
+	junk, _ := frame.AppendMessage(nil, 9*frame.Step+1, frame.TypeExecStdout, frame.ExecStdout{Data: make([]byte, 100)})
+	const n = 100000
+	batch := make([]byte, 0, 100*len(junk))
+	for range 100 {
+		batch = append(batch, junk...)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n / 100 {
+			e.Guest.Send(t, batch)
+			if i%100 == 0 {
+				mine, _ := frame.AppendMessage(nil, c.ID(1), frame.TypeExecStdout, frame.ExecStdout{Data: []byte{byte(i / 100)}})
+				e.Guest.Send(t, mine)
+			}
+		}
+	}()
+	for i := range n / 100 / 100 {
+		m := relaytest.Decode(t, c.Next(t, 10*time.Second))
+		var out frame.ExecStdout
+		if err := m.Into(&out); err != nil || out.Data[0] != byte(i) {
+			t.Fatalf("client frame %d: %v %v", i, out.Data, err)
+		}
+	}
+	<-done
+	r := e.Server.(interface{ Stats() relayStats })
+	relaytest.Eventually(t, 5*time.Second, "all junk to be dropped", func() bool { return r.Stats().NoClientDrops == n })
+}
