@@ -81,13 +81,26 @@ func (s *Stream) Send(t frame.Type, payload any) error { return s.c.Send(s.id, t
 
 // Recv returns the next frame for the Stream's id, decoded. After the
 // TERMINAL frame it returns io.EOF; if the connection ends first it returns
-// the connection's error. The Message's Payload belongs to the caller.
+// the connection's error. The Message belongs to the caller.
 func (s *Stream) Recv(ctx context.Context) (frame.Message, error) {
+	raw, err := s.next(ctx)
+	if err != nil {
+		return frame.Message{}, err
+	}
+	m, err := frame.Decode(raw)
+	if err != nil {
+		return frame.Message{}, fmt.Errorf("client: stream %d: %w", s.id, err)
+	}
+	return m, nil
+}
+
+// next returns the next whole frame, which nobody else references.
+func (s *Stream) next(ctx context.Context) ([]byte, error) {
 	for {
 		s.c.mu.Lock()
 		if s.closed {
 			s.c.mu.Unlock()
-			return frame.Message{}, fmt.Errorf("client: stream %d: closed", s.id)
+			return nil, fmt.Errorf("client: stream %d: closed", s.id)
 		}
 		if len(s.q) > 0 {
 			raw := s.q[0]
@@ -96,22 +109,18 @@ func (s *Stream) Recv(ctx context.Context) (frame.Message, error) {
 			s.qBytes -= len(raw)
 			s.c.mu.Unlock()
 			poke(s.space)
-			m, err := frame.Decode(raw)
-			if err != nil {
-				return frame.Message{}, fmt.Errorf("client: stream %d: %w", s.id, err)
-			}
-			return m, nil
+			return raw, nil
 		}
 		if s.end != nil {
 			err := s.end
 			s.c.mu.Unlock()
-			return frame.Message{}, err
+			return nil, err
 		}
 		s.c.mu.Unlock()
 		select {
 		case <-s.wake:
 		case <-ctx.Done():
-			return frame.Message{}, fmt.Errorf("client: stream %d: %w", s.id, ctx.Err())
+			return nil, fmt.Errorf("client: stream %d: %w", s.id, ctx.Err())
 		}
 	}
 }
