@@ -3,6 +3,7 @@ package execlog
 import (
 	"encoding/binary"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -54,11 +55,18 @@ func newLane(w *Writer, size int) *Lane {
 // buffer is full or the Writer is closed. A chunk larger than half the buffer
 // is split, at a UTF-8 boundary where there is one, into several lines.
 func (l *Lane) Append(s Source, session uint64, data []byte) {
-	l.push(s, session, data, false)
+	l.push(l.w.now().UnixNano(), s, session, data, false)
+}
+
+// AppendAt is Append with the time given by the caller, for one that already
+// has the time at hand (the reactor's cached loop time): reading the clock
+// can cost more than the rest of Append.
+func (l *Lane) AppendAt(t time.Time, s Source, session uint64, data []byte) {
+	l.push(t.UnixNano(), s, session, data, false)
 }
 
 // push is Append with an optional '\n' after data, for System.
-func (l *Lane) push(s Source, session uint64, data []byte, newline bool) {
+func (l *Lane) push(nanos int64, s Source, session uint64, data []byte, newline bool) {
 	w := l.w
 	l.active.Store(true)
 	if w.closed.Load() {
@@ -66,7 +74,6 @@ func (l *Lane) push(s Source, session uint64, data []byte, newline bool) {
 		w.lose(len(data) + b2i(newline))
 		return
 	}
-	nanos := w.now().UnixNano()
 	published := false
 	for {
 		piece, nl := data, newline

@@ -86,30 +86,33 @@ func appendString(dst, src []byte) []byte {
 			i += 8
 			continue
 		}
-		c := src[i]
-		if c < utf8.RuneSelf {
-			e := escapes[c]
-			if e == 0 {
-				i++
+		// Something in these 8 bytes needs a look: go through them one by
+		// one before trying the word test again.
+		for end := min(i+8, len(src)); i < end; {
+			c := src[i]
+			if c >= utf8.RuneSelf {
+				n, valid := next(src[i:])
+				if !valid {
+					dst = append(dst, src[start:i]...)
+					dst = append(dst, replacement...)
+					start = i + n
+				}
+				i += n
 				continue
 			}
-			dst = append(dst, src[start:i]...)
+			e := escapes[c]
+			i++
+			if e == 0 {
+				continue
+			}
+			dst = append(dst, src[start:i-1]...)
 			if e == 'u' {
 				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
 			} else {
 				dst = append(dst, '\\', e)
 			}
-			i++
 			start = i
-			continue
 		}
-		n, valid := next(src[i:])
-		if !valid {
-			dst = append(dst, src[start:i]...)
-			dst = append(dst, replacement...)
-			start = i + n
-		}
-		i += n
 	}
 	return append(dst, src[start:]...)
 }

@@ -164,6 +164,7 @@ func (w *Writer) System(msg string) {
 }
 
 func (w *Writer) append(s Source, session uint64, data []byte, newline bool) {
+	nanos := w.now().UnixNano() // outside the lock: the clock is slow on some hosts
 	w.mu.Lock()
 	if w.shared == nil {
 		if w.closed.Load() {
@@ -173,7 +174,7 @@ func (w *Writer) append(s Source, session uint64, data []byte, newline bool) {
 		}
 		w.shared = w.Lane()
 	}
-	w.shared.push(s, session, data, newline)
+	w.shared.push(nanos, s, session, data, newline)
 	w.mu.Unlock()
 }
 
