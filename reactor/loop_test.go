@@ -496,9 +496,6 @@ func TestNowCachedPerIteration(t *testing.T) {
 // dispatches it to a handler that reads it and re-arms a timer, and the idle
 // func.
 func TestZeroAllocsPerEvent(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector's instrumentation allocates")
-	}
 	l := newLoop(t)
 	a, b := newSocketpair(t)
 	buf := make([]byte, 64)
