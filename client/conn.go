@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,12 @@ import (
 
 // ErrClosed is what pending and later calls see once Close was called.
 var ErrClosed = errors.New("client: connection closed")
+
+// ErrDisconnected is wrapped by the error that ends a connection the relay
+// closed between two frames. It deliberately is not io.EOF, which a Stream
+// returns for its own, orderly end. A close inside a frame wraps
+// io.ErrUnexpectedEOF instead.
+var ErrDisconnected = errors.New("relay closed the connection")
 
 var (
 	errRaw   = errors.New("client: raw connection has no demultiplexer (use Dial)")
@@ -102,14 +109,25 @@ func dial(ctx context.Context, socketPath string) (*Conn, error) {
 
 // handshake reads [offset: u32 BE][core.ready frame] (PROTOCOL.md, 0.4.4).
 func (c *Conn) handshake(ctx context.Context) (err error) {
-	if dl, ok := ctx.Deadline(); ok {
+	dl, hasDeadline := ctx.Deadline()
+	if hasDeadline {
 		c.nc.SetDeadline(dl)
 	}
 	// A cancel without a deadline must still interrupt a silent relay.
 	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
 	defer func() {
-		if !stop() || ctx.Err() != nil {
-			err = fmt.Errorf("client: handshake: %w", ctx.Err())
+		switch {
+		case !stop():
+			// The cancel ran, or is running: its deadline may land after
+			// any reset, so the connection is unusable either way.
+			if err == nil {
+				err = fmt.Errorf("client: handshake: %w", ctx.Err())
+			} else {
+				err = fmt.Errorf("%w: %w", err, ctx.Err())
+			}
+		case err != nil && hasDeadline && errors.Is(err, os.ErrDeadlineExceeded):
+			// The socket's copy of ctx's deadline fired first.
+			err = fmt.Errorf("%w: %w", err, context.DeadlineExceeded)
 		}
 		c.nc.SetDeadline(time.Time{})
 	}()
@@ -236,7 +254,7 @@ func (c *Conn) readFrame(buf []byte) ([]byte, error) {
 	if err != nil {
 		if len(p) == 0 {
 			if errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("relay closed the connection: %w", io.EOF)
+				return nil, ErrDisconnected
 			}
 			return nil, err
 		}

@@ -312,7 +312,7 @@ func TestServerClosesBetweenFrames(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := s.Recv(ctx)
-	if !errors.Is(err, io.EOF) || err.Error() != "client: relay closed the connection: EOF" {
+	if !errors.Is(err, ErrDisconnected) || errors.Is(err, io.EOF) || err.Error() != "client: relay closed the connection" {
 		t.Fatalf("Recv err %q", err)
 	}
 }

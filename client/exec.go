@@ -151,7 +151,7 @@ func (x *execution) run(ctx context.Context) (int, error) {
 				x.s.Send(frame.TypeExecSignal, &frame.ExecSignal{Signal: SIGKILL})
 				return -1, ctxErr
 			}
-			if errors.Is(err, io.EOF) {
+			if err == io.EOF {
 				err = errors.New("session ended without core.exec.exited")
 			}
 			return -1, fmt.Errorf("client: exec %q (id %d): %w", x.o.Cmd, x.s.id, err)
