@@ -154,9 +154,9 @@ func TestRotation(t *testing.T) {
 	if s.Lines != n || s.Errors != 0 || s.Rotations < 3 || s.LostBytes != 0 {
 		t.Fatalf("Stats = %+v", s)
 	}
-	// Each line is 79 bytes: 12 to a 1000-byte file, so 16 rotations.
-	if s.Rotations != (n-1)/(max/79) {
-		t.Errorf("Rotations = %d, want %d", s.Rotations, (n-1)/(max/79))
+	// Each line is 81 bytes: 12 to a 1000-byte file, so 16 rotations.
+	if s.Rotations != (n-1)/(max/81) {
+		t.Errorf("Rotations = %d, want %d", s.Rotations, (n-1)/(max/81))
 	}
 }
 
@@ -579,5 +579,55 @@ func TestOpenError(t *testing.T) {
 	os.WriteFile(file, nil, 0o644)
 	if _, err := Open(file, Options{}); err == nil || !strings.HasPrefix(err.Error(), "execlog: ") {
 		t.Fatalf("Open on a file = %v, want an execlog error", err)
+	}
+}
+
+// Every chunk is either in the file or counted lost, even for appends that
+// race with Close.
+func TestCloseAccountsEveryAppend(t *testing.T) {
+	for round := range 20 {
+		dir := t.TempDir()
+		w := open(t, dir, Options{Now: fixed, BufferSize: 4096})
+		var wg sync.WaitGroup
+		var appended [3]int
+		start := make(chan struct{})
+		for p := range 3 {
+			wg.Go(func() {
+				var l *Lane
+				if p == 0 {
+					l = w.Lane()
+				}
+				<-start
+				for i := range 2000 {
+					if l != nil {
+						l.Append(Stdout, 1, []byte("lane chunk\n"))
+					} else {
+						w.Append(Stdout, 1, []byte("shared chunk\n"))
+					}
+					appended[p]++
+					if i == 200*(round%5) && p == 1 {
+						go w.Close()
+					}
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		closeErr := w.Close()
+		if closeErr != nil {
+			t.Fatal(closeErr)
+		}
+		written := 0
+		if s := read(t, filepath.Join(dir, "exec.log")); s != "" {
+			for _, line := range lines(s) {
+				if !strings.Contains(line, `"s":"system"`) {
+					written++
+				}
+			}
+		}
+		total := appended[0] + appended[1] + appended[2]
+		if st := w.Stats(); uint64(written)+st.LostEvents != uint64(total) {
+			t.Fatalf("round %d: %d appended, %d written + %d lost", round, total, written, st.LostEvents)
+		}
 	}
 }
