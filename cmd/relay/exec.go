@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"agentrelay/client"
-	"agentrelay/frame"
 )
 
 // execCmd runs one command through a relay and exits with its code.
@@ -40,107 +38,28 @@ func execCmd(args []string) int {
 	}
 	defer conn.Close()
 
-	req := frame.ExecRequest{Cmd: fs.Arg(0), Args: fs.Args()[1:], Env: env, TTY: *tty,
-		Rows: frame.DefaultRows, Cols: frame.DefaultCols, Rlimits: []frame.Rlimit{}}
-	if req.Env == nil {
-		req.Env = []string{}
-	}
-	if *cwd != "" {
-		req.Cwd = cwd
+	opts := client.ExecOptions{
+		Cmd: fs.Arg(0), Args: fs.Args()[1:], Env: env, Cwd: *cwd, TTY: *tty,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 	}
 	if *tty {
 		if ws, err := unix.IoctlGetWinsize(int(os.Stdout.Fd()), unix.TIOCGWINSZ); err == nil {
-			req.Rows, req.Cols = ws.Row, ws.Col
+			opts.Rows, opts.Cols = ws.Row, ws.Col
 		}
 		if restore, err := rawTerminal(int(os.Stdin.Fd())); err == nil {
 			defer restore()
 		}
 	}
-	code, err := runExec(ctx, conn, req, os.Stdin, os.Stdout, os.Stderr)
+	code, err := conn.Exec(ctx, opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "relay exec: %v\n", err)
-		if errors.Is(err, errExecFailed) {
-			return 127
+		var failed *client.ExecFailedError
+		if errors.As(err, &failed) {
+			return 127 // as a shell reports a command it could not run
 		}
 		return 1
 	}
 	return code
-}
-
-var errExecFailed = errors.New("command failed to start")
-
-// runExec runs one exec session: request, stdin forwarding (EOF included),
-// output streaming, and the exit code. Cancelling ctx SIGKILLs the command.
-func runExec(ctx context.Context, conn *client.Conn, req frame.ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	s, err := conn.Request(ctx, frame.TypeExecRequest, req)
-	if err != nil {
-		return 0, err
-	}
-	defer s.Close()
-	started := false
-	for {
-		m, err := s.Recv(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				s.Send(frame.TypeExecSignal, frame.ExecSignal{Signal: 9})
-			}
-			return 0, fmt.Errorf("session %d: %w", s.ID(), err)
-		}
-		switch m.Type {
-		case frame.TypeExecStarted:
-			if !started {
-				started = true
-				go forwardStdin(s, stdin)
-			}
-		case frame.TypeExecStdout, frame.TypeExecStderr:
-			var out frame.ExecStdout
-			if err := m.Into(&out); err != nil {
-				return 0, err
-			}
-			w := stdout
-			if m.Type == frame.TypeExecStderr {
-				w = stderr
-			}
-			w.Write(out.Data)
-		case frame.TypeExecExited:
-			var ex frame.ExecExited
-			if err := m.Into(&ex); err != nil {
-				return 0, err
-			}
-			return int(ex.Code), nil
-		case frame.TypeExecFailed:
-			var f frame.ExecFailed
-			if err := m.Into(&f); err != nil {
-				return 0, err
-			}
-			msg := fmt.Sprintf("%s: %s", f.Kind, f.Message)
-			if f.ErrnoName != nil {
-				msg += " (" + *f.ErrnoName + ")"
-			}
-			if f.Stage != nil {
-				msg += " at " + *f.Stage
-			}
-			return 0, fmt.Errorf("%w: %s", errExecFailed, msg)
-		}
-	}
-}
-
-// forwardStdin sends stdin in chunks of at most 64 KiB, then an empty chunk:
-// EOF for the command.
-func forwardStdin(s *client.Stream, r io.Reader) {
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if s.Send(frame.TypeExecStdin, frame.ExecStdin{Data: buf[:n]}) != nil {
-				return
-			}
-		}
-		if err != nil {
-			s.Send(frame.TypeExecStdin, frame.ExecStdin{Data: []byte{}})
-			return
-		}
-	}
 }
 
 // rawTerminal puts a terminal in raw mode so keystrokes reach the remote
