@@ -110,9 +110,9 @@ func (r *Relay) tap(f frame.Frame, s session) {
 		if s.tty {
 			src = execlog.Output
 		}
-		r.lane.Append(src, s.logID, p.Data)
+		r.lane.AppendAt(r.loop.Now(), src, s.logID, p.Data)
 	case frame.TypeExecStderr:
-		r.lane.Append(execlog.Stderr, s.logID, p.Data)
+		r.lane.AppendAt(r.loop.Now(), execlog.Stderr, s.logID, p.Data)
 	}
 }
 
