@@ -276,6 +276,9 @@ func TestExecConnectionLost(t *testing.T) {
 			return
 		}
 		p.send(id, frame.TypeExecStarted, &frame.ExecStarted{Pid: 1})
+		// Read the nil Stdin's EOF first: closing with unread bytes would
+		// reset the connection instead of ending it.
+		p.expect(frame.TypeExecStdin, nil)
 		p.nc.Close()
 	}()
 	code, err := c.Exec(testCtx(t), ExecOptions{Cmd: "x"})

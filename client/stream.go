@@ -25,6 +25,7 @@ type Stream struct {
 	// space carry no data, only "look again" (capacity 1, never blocks).
 	q      [][]byte
 	qBytes int
+	inline [4][]byte // q's storage while it is short: most Streams never queue more
 	end    error // set when nothing more will be queued
 	closed bool  // the consumer called Close
 	wake   chan struct{}
@@ -40,6 +41,7 @@ func (s *Stream) ID() uint32 { return s.id }
 // live Stream, or the Conn is raw, the returned Stream's Recv fails.
 func (c *Conn) Subscribe(id uint32) *Stream {
 	s := &Stream{id: id, c: c, wake: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+	s.q = s.inline[:0]
 	if !c.demux {
 		s.end = errRaw
 		return s
@@ -106,6 +108,9 @@ func (s *Stream) next(ctx context.Context) ([]byte, error) {
 			raw := s.q[0]
 			s.q[0] = nil
 			s.q = s.q[1:]
+			if len(s.q) == 0 {
+				s.q = s.inline[:0] // start over at the front, not grow forever
+			}
 			s.qBytes -= len(raw)
 			s.c.mu.Unlock()
 			poke(s.space)
