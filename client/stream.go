@@ -26,8 +26,8 @@ type Stream struct {
 	q      [][]byte
 	qBytes int
 	inline [4][]byte // q's storage while it is short: most Streams never queue more
-	end    error // set when nothing more will be queued
-	closed bool  // the consumer called Close
+	end    error     // set when nothing more will be queued
+	closed bool      // the consumer called Close
 	wake   chan struct{}
 	space  chan struct{}
 }
