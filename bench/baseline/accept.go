@@ -52,21 +52,31 @@ func (r *Relay) acceptLoop() {
 		offset := slot * frame.Step
 		r.log.Info("agent relay: client connected", "slot", slot, "id_offset", offset)
 
-		hs := make([]byte, 0, 4+len(r.ready))
-		hs = binary.BigEndian.AppendUint32(hs, offset)
-		hs = append(hs, r.ready...)
-		if _, err := conn.Write(hs); err != nil {
-			r.log.Error("agent relay: handshake write failed", "slot", slot, "err", err)
-			r.freeSlot(slot)
-			conn.Close()
-			continue
-		}
-
+		// The original registers the client after writing the handshake,
+		// so guest frames for the slot in between are dropped; a client
+		// that hears from the guest before it has sent anything (the
+		// conformance suite's do) would miss them. Registering first
+		// queues them for the writer, which starts after the handshake.
 		c := newClient(slot, conn)
 		r.mu.Lock()
 		r.clients[slot] = c
 		r.live[c] = struct{}{}
 		r.mu.Unlock()
+
+		hs := make([]byte, 0, 4+len(r.ready))
+		hs = binary.BigEndian.AppendUint32(hs, offset)
+		hs = append(hs, r.ready...)
+		if _, err := conn.Write(hs); err != nil {
+			r.log.Error("agent relay: handshake write failed", "slot", slot, "err", err)
+			r.mu.Lock()
+			delete(r.clients, slot)
+			delete(r.live, c)
+			r.mu.Unlock()
+			close(c.writerDone) // a guest frame waiting for c.out gives up
+			r.freeSlot(slot)
+			conn.Close()
+			continue
+		}
 		r.stats.clientsAccepted.Add(1)
 		r.stats.clientsActive.Add(1)
 		r.wg.Add(2)

@@ -28,10 +28,7 @@ type stream struct {
 // every queued chunk after a wake-up. It reports io.EOF once the guest
 // closed the stream and all of it has been read.
 func (s *stream) fill(tx *ring.Ring) error {
-	if s.head > 0 {
-		n := copy(s.buf, s.buf[s.head:])
-		s.buf, s.head = s.buf[:n], 0
-	}
+	s.compact()
 	for {
 		s.buf = slices.Grow(s.buf, readChunk)
 		n, err := tx.TryRead(s.buf[len(s.buf):cap(s.buf)])
@@ -77,6 +74,14 @@ func (s *stream) next() ([]byte, bool) {
 	f := make([]byte, frame.LenSize+n)
 	copy(f, b)
 	return f, true
+}
+
+// compact moves the unread bytes to the front of the buffer.
+func (s *stream) compact() {
+	if s.head > 0 {
+		n := copy(s.buf, s.buf[s.head:])
+		s.buf, s.head = s.buf[:n], 0
+	}
 }
 
 // buffered is the number of bytes not yet taken by next.
