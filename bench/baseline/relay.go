@@ -23,7 +23,7 @@ import (
 const (
 	clientQueue = 64  // CLIENT_WRITE_CHANNEL_CAPACITY: frames queued per client writer
 	guestQueue  = 256 // the ring writer's channel
-	pushTries   = 50  // attempts to push one frame into a full Rx ring...
+	pushTries   = 50  // attempts to push a frame into a full Rx ring, pushPause apart, before it is dropped
 	pushPause   = time.Millisecond
 )
 
@@ -56,7 +56,8 @@ type Relay struct {
 	shutdowns chan struct{}
 
 	// exec.log tap: protocol id → session, filled by client readers from
-	// every ExecRequest, read and emptied by the guest reader.
+	// every ExecRequest, read (and, with a writer, emptied) by the guest
+	// reader.
 	regMu       sync.Mutex
 	registry    map[uint32]sessionInfo
 	nextSession atomic.Uint64

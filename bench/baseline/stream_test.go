@@ -188,3 +188,22 @@ func FuzzStream(f *testing.F) {
 		}
 	})
 }
+
+// One allocation per frame, as the original's per-frame buffer: the cost
+// the benchmarks hold the reactor against.
+func TestAllocsPerGuestFrame(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	f := testFrame(t, 1, "sixteen bytes...")
+	var s stream
+	s.feed(bytes.Repeat(f, 1000))
+	allocs := testing.AllocsPerRun(500, func() {
+		if _, ok := s.next(); !ok {
+			t.Fatal("ran out of frames")
+		}
+	})
+	if allocs != 1 {
+		t.Fatalf("%v allocations per frame, want 1", allocs)
+	}
+}
