@@ -11,7 +11,7 @@ import (
 // open opens exec.log for appending; its current size counts toward
 // rotation.
 func (f *file) open() error {
-	fd, err := os.OpenFile(f.paths[0], os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_CLOEXEC, 0o644)
+	fd, err := os.OpenFile(f.paths[0], os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_CLOEXEC, 0o600) // command output: private, like the socket
 	if err != nil {
 		return fmt.Errorf("execlog: %w", err)
 	}

@@ -122,7 +122,7 @@ func Open(dir string, o Options) (*Writer, error) {
 	if w.now == nil {
 		w.now = time.Now
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("execlog: %w", err)
 	}
 	base := filepath.Join(dir, "exec.log")
