@@ -1,0 +1,193 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(FloorEnv); path != "" {
+		// Re-executed by StartFloor: become the floor.
+		if err := ServeFloor(path); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	code := m.Run()
+	targets.stopAll()
+	os.Exit(code)
+}
+
+// targets are started on first use and shared by every benchmark of the
+// run, so that a round of the suite starts each process once.
+var targets = &registry{m: map[string]*Target{}}
+
+type registry struct {
+	mu  sync.Mutex
+	dir string
+	m   map[string]*Target
+}
+
+// relayBinary finds bin/relay: $RELAY_BIN, or ../bin/relay from this
+// package's directory (where `make build` puts it).
+func relayBinary() (string, error) {
+	if p := os.Getenv("RELAY_BIN"); p != "" {
+		return p, nil
+	}
+	p, err := filepath.Abs(filepath.Join("..", "bin", "relay"))
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("no relay binary (run `make build` or set RELAY_BIN): %w", err)
+	}
+	return p, nil
+}
+
+// get returns the running target impl (with exec.log if execLog), starting
+// it if need be; it skips tb if the target cannot run here.
+func (r *registry) get(tb testing.TB, impl string, execLog bool, relay string) *Target {
+	tb.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cfg := Config{Impl: impl, ExecLog: execLog}
+	if t := r.m[cfg.Name()]; t != nil {
+		if t.Alive() {
+			return t
+		}
+		tb.Logf("%s had exited; restarting it: %s", t.Name(), t.LogTail())
+		delete(r.m, cfg.Name())
+	}
+	if r.dir == "" {
+		// Short: a Unix socket path has room for 107 bytes.
+		d, err := os.MkdirTemp("", "relaybench")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		r.dir = d
+	}
+	cfg.Dir = r.dir
+	if impl == Floor {
+		exe, err := os.Executable()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cfg.Floor = exe
+	} else {
+		if relay == "" {
+			var err error
+			if relay, err = relayBinary(); err != nil {
+				tb.Skip(err)
+			}
+		}
+		cfg.Relay = relay
+	}
+	t, err := Start(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if t.KernelErr != nil {
+		tb.Logf("%s: no syscall or context-switch counts: %v", t.Name(), t.KernelErr)
+	}
+	r.m[cfg.Name()] = t
+	return t
+}
+
+// discard stops a target that failed a run, so that the next run starts
+// afresh instead of inheriting frames in flight.
+func (r *registry) discard(t *Target) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m[t.Name()] == t {
+		delete(r.m, t.Name())
+	}
+	t.Stop()
+}
+
+func (r *registry) stopAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, t := range r.m {
+		if err := t.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		delete(r.m, name)
+	}
+	if r.dir != "" {
+		os.RemoveAll(r.dir)
+		r.dir = ""
+	}
+}
+
+// BenchmarkRelay runs every workload against every target:
+// Relay/<workload>/impl=<target>. One op is one frame echoed (one round
+// trip for rt). The target's own costs are reported per op: allocs/frame
+// (relays only: heap allocations from its memstats), cpu-ns/frame (user +
+// system time of the whole process, the in-process echo guest included),
+// and with BPF syscalls/frame and ctxsw/frame.
+func BenchmarkRelay(b *testing.B) {
+	for _, w := range Workloads {
+		b.Run(w.Name, func(b *testing.B) {
+			for _, impl := range w.Targets {
+				b.Run("impl="+impl, func(b *testing.B) { benchmark(b, w, impl) })
+			}
+		})
+	}
+}
+
+func benchmark(b *testing.B, w Workload, impl string) {
+	t := targets.get(b, impl, w.ExecLog, "")
+	var before, after Usage
+	var usageErr error
+	hooks := Hooks{
+		Start: func() {
+			before, usageErr = t.Begin()
+			b.ResetTimer()
+		},
+		Stop: func() {
+			b.StopTimer()
+			if usageErr == nil {
+				after, usageErr = t.End()
+			}
+		},
+	}
+	if w.Kind == Stream {
+		b.SetBytes(int64(w.Size))
+	}
+	res, err := w.Run(t.Socket, b.N, hooks)
+	if err != nil {
+		targets.discard(t)
+		b.Fatalf("%s against %s: %v\n%s log:\n%s", w.Name, impl, err, t.Name(), t.LogTail())
+	}
+	if usageErr != nil {
+		b.Fatal(usageErr)
+	}
+	report(b, w, res, after.Sub(before))
+}
+
+func report(b *testing.B, w Workload, res Result, u Usage) {
+	frames := float64(res.Frames)
+	switch {
+	case w.Kind == RoundTrip:
+		b.ReportMetric(float64(res.Percentile(50)), "p50-ns")
+		b.ReportMetric(float64(res.Percentile(99)), "p99-ns")
+		b.ReportMetric(float64(res.Percentile(99.9)), "p99.9-ns")
+	default:
+		b.ReportMetric(frames/res.Elapsed.Seconds(), "frames/s")
+		if w.Clients > 1 {
+			b.ReportMetric(res.Spread(), "spread-%")
+		}
+	}
+	b.ReportMetric(float64(u.CPU)/frames, "cpu-ns/frame")
+	if u.HasMallocs {
+		b.ReportMetric(float64(u.Mallocs)/frames, "allocs/frame")
+	}
+	if u.HasKernel {
+		b.ReportMetric(float64(u.Syscalls)/frames, "syscalls/frame")
+		b.ReportMetric(float64(u.Switches)/frames, "ctxsw/frame")
+	}
+}

@@ -1,0 +1,18 @@
+// Package bench holds the benchmark suite that compares, in one run, the
+// reactor relay (bin/relay --impl reactor), the goroutine-per-connection
+// baseline (bin/relay --impl goroutine) and the physical floor (a bare
+// Unix-socket echo with no relay in between).
+//
+// Every target is a separate process driven by the same raw-socket client
+// code (Conn, Pipe), so the client's own cost is the same for all of them,
+// and every target is measured from the outside: CPU time from
+// /proc/PID/stat, allocations from the relay's expvar memstats, and, where
+// BPF is available, system calls and context switches counted in the kernel
+// by package kcount.
+//
+// The workloads are one table (Workloads) run against every target by
+// BenchmarkRelay, named Relay/<workload>/impl=<target> so that
+// `benchstat -col /impl` puts the targets side by side. Plain `go test`
+// runs only unit tests and a smoke run of each workload; the benchmarks run
+// with -bench (see scripts/bench.sh and bench/RESULTS.md).
+package bench

@@ -1,0 +1,259 @@
+package bench
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"agentrelay/bench/kcount"
+)
+
+// The targets a workload runs against.
+const (
+	Reactor   = "reactor"   // bin/relay --impl reactor --guest echo
+	Goroutine = "goroutine" // bin/relay --impl goroutine --guest echo
+	Floor     = "floor"     // ServeFloor: a bare Unix-socket echo
+)
+
+// Config says how to start a target.
+type Config struct {
+	Impl    string // Reactor, Goroutine or Floor
+	Relay   string // path of bin/relay, for the relays
+	Floor   string // path of an executable that calls ServeFloor when FloorEnv is set
+	Dir     string // where the socket, the log and exec.log go
+	ExecLog bool   // run the relay with --exec-log Dir/<name>-execlog
+}
+
+// Name is the target's name in benchmark names and file names.
+func (c Config) Name() string {
+	if c.ExecLog {
+		return c.Impl + "-execlog"
+	}
+	return c.Impl
+}
+
+// Target is one running target process: a relay with the echo guest, or the
+// floor.
+type Target struct {
+	Config
+	Socket    string
+	DebugAddr string // the relay's --debug-addr; empty for the floor
+	LogPath   string // the process's stdout and stderr
+	KernelErr error  // why syscalls and switches are not counted, if not
+
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	kc        *kcount.Counter
+	fetchCost uint64 // heap allocations one /debug/vars request itself makes
+}
+
+// startTimeout bounds how long a target may take to accept its first client.
+const startTimeout = 20 * time.Second
+
+// Start starts the target and returns once it has completed a handshake.
+func Start(cfg Config) (*Target, error) {
+	name := cfg.Name()
+	t := &Target{
+		Config:  cfg,
+		Socket:  filepath.Join(cfg.Dir, name+".sock"),
+		LogPath: filepath.Join(cfg.Dir, name+".log"),
+		exited:  make(chan struct{}),
+	}
+	var cmd *exec.Cmd
+	switch cfg.Impl {
+	case Floor:
+		cmd = exec.Command(cfg.Floor)
+		cmd.Env = append(os.Environ(), FloorEnv+"="+t.Socket)
+	case Reactor, Goroutine:
+		addr, err := freeLoopbackAddr()
+		if err != nil {
+			return nil, err
+		}
+		t.DebugAddr = addr
+		args := []string{"serve", "--socket", t.Socket, "--guest", "echo", "--impl", cfg.Impl,
+			"--debug-addr", addr, "--ready-timeout", "10s"}
+		if cfg.ExecLog {
+			dir := filepath.Join(cfg.Dir, name)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, err
+			}
+			args = append(args, "--exec-log", dir)
+		}
+		cmd = exec.Command(cfg.Relay, args...)
+	default:
+		return nil, fmt.Errorf("bench: unknown target %q", cfg.Impl)
+	}
+	logf, err := os.Create(t.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The target must not outlive the benchmark if it is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start %s: %w", name, err)
+	}
+	t.cmd = cmd
+	go func() { cmd.Wait(); close(t.exited) }()
+	if err := t.waitReady(); err != nil {
+		t.Stop()
+		return nil, err
+	}
+	if t.DebugAddr != "" {
+		if err := t.calibrate(); err != nil {
+			t.Stop()
+			return nil, err
+		}
+	}
+	if t.kc, err = kcount.Attach(t.Pid()); err != nil {
+		t.KernelErr = err
+		if !errors.Is(err, kcount.ErrUnavailable) {
+			t.Stop()
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// Pid is the target's process id.
+func (t *Target) Pid() int { return t.cmd.Process.Pid }
+
+// Alive reports whether the process is still running.
+func (t *Target) Alive() bool {
+	select {
+	case <-t.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (t *Target) waitReady() error {
+	deadline := time.Now().Add(startTimeout)
+	for {
+		c, err := Dial(t.Socket)
+		if err == nil {
+			return c.Close()
+		}
+		if !t.Alive() {
+			return fmt.Errorf("bench: %s exited before serving (%s): %s", t.Name(), t.cmd.ProcessState, t.LogTail())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: %s not serving after %v: %w: %s", t.Name(), startTimeout, err, t.LogTail())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// calibrate measures what a /debug/vars request allocates in the target, to
+// take it out of every Begin/End pair.
+func (t *Target) calibrate() error {
+	var prev uint64
+	t.fetchCost = ^uint64(0)
+	for i := range 5 {
+		m, err := Mallocs(t.DebugAddr)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			t.fetchCost = min(t.fetchCost, m-prev)
+		}
+		prev = m
+	}
+	return nil
+}
+
+// Begin reads the target's usage at the start of a measurement: allocations
+// first, so that the request for them falls outside the CPU and kernel
+// counts.
+func (t *Target) Begin() (Usage, error) {
+	var u Usage
+	var err error
+	if t.DebugAddr != "" {
+		if u.Mallocs, err = Mallocs(t.DebugAddr); err != nil {
+			return u, err
+		}
+		u.HasMallocs = true
+	}
+	return u, t.readProc(&u)
+}
+
+// End reads the target's usage at the end of a measurement, in the reverse
+// order of Begin. Its Mallocs already has the cost of one request taken out,
+// so End().Sub(Begin()) is what happened in between.
+func (t *Target) End() (Usage, error) {
+	var u Usage
+	if err := t.readProc(&u); err != nil {
+		return u, err
+	}
+	if t.DebugAddr != "" {
+		m, err := Mallocs(t.DebugAddr)
+		if err != nil {
+			return u, err
+		}
+		u.Mallocs, u.HasMallocs = m-t.fetchCost, true
+	}
+	return u, nil
+}
+
+func (t *Target) readProc(u *Usage) error {
+	var err error
+	if t.kc != nil {
+		k, err := t.kc.Read()
+		if err != nil {
+			return err
+		}
+		u.Syscalls, u.Switches, u.HasKernel = k.Syscalls, k.Switches, true
+	}
+	u.CPU, err = ProcCPU(t.Pid())
+	return err
+}
+
+// Stop ends the process (SIGTERM, then SIGKILL after 5 s) and the counting.
+func (t *Target) Stop() error {
+	if t.kc != nil {
+		t.kc.Close()
+		t.kc = nil
+	}
+	if t.cmd == nil || !t.Alive() {
+		return nil
+	}
+	t.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-t.exited:
+	case <-time.After(5 * time.Second):
+		t.cmd.Process.Kill()
+		<-t.exited
+		return fmt.Errorf("bench: %s ignored SIGTERM for 5 s", t.Name())
+	}
+	return nil
+}
+
+// LogTail returns the last lines the process wrote, for error messages.
+func (t *Target) LogTail() string {
+	b, _ := os.ReadFile(t.LogPath)
+	b = bytes.TrimSpace(b)
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > 10 {
+		lines = lines[len(lines)-10:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// freeLoopbackAddr picks a free TCP port on 127.0.0.1 for a debug endpoint.
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
