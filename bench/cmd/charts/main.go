@@ -1,0 +1,46 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+)
+
+func main() {
+	in := flag.String("in", "out/bench.txt", "benchmark output to read")
+	out := flag.String("out", "out", "directory for the PNG files")
+	flag.Parse()
+	if err := run(*in, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "charts:", err)
+		os.Exit(1)
+	}
+}
+
+func run(in, out string) error {
+	f, err := os.Open(in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rs, err := Parse(f)
+	if err != nil {
+		return err
+	}
+	if len(rs) == 0 {
+		return fmt.Errorf("%s: no BenchmarkRelay results", in)
+	}
+	med := Medians(rs)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	for _, c := range charts {
+		path, err := c(med, out)
+		if err != nil {
+			return err
+		}
+		if path != "" {
+			fmt.Println("wrote", path)
+		}
+	}
+	return nil
+}
