@@ -25,7 +25,7 @@
 // registration reports an fd on every epoll_wait for as long as it stays
 // readable or writable, so a consumer that must stop reading one client
 // (its destination is full) or that has nothing to write would have to
-// EPOLL_CTL_MOD the fd out of the set and back again: two syscalls per
+// EPOLL_CTL_MOD its interest away and back again: two syscalls per
 // pause, and the relay pauses often, under back-pressure and for every
 // toggle of interest in EPOLLOUT. Edge-triggered registration is set up once
 // and never modified; epoll reports transitions, and the owner keeps the
@@ -38,9 +38,10 @@
 // the relay keeps its own ready lists and works through them from the idle
 // func, which returns busy=true while any list is non-empty so the next
 // epoll_wait does not block. An fd that is left ready and forgotten is never
-// reported again. Register EPOLLOUT together with EPOLLIN from the start;
-// it costs nothing while the socket buffer has room, and reports the moment
-// a full one drains.
+// reported again. Register EPOLLOUT together with EPOLLIN from the start
+// instead of toggling it: epoll then reports the moment room appears in a
+// full socket buffer, and a handler with nothing to write just notes that
+// the fd is writable.
 //
 // # Tokens and stale events
 //
