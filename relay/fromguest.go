@@ -16,7 +16,9 @@ import (
 func (r *Relay) pumpFromGuest() {
 	r.guestWake = false
 	budget := fromGuestBudget
-	for r.stalled < 0 {
+	for {
+		// A stalled frame is retried here: route reports false again, at
+		// no cost, until its client has written enough out.
 		f, ok := r.g.next(&budget)
 		if !ok {
 			if budget <= 0 {

@@ -358,6 +358,10 @@ func (r *Relay) service(now time.Time) bool {
 	if r.ctl.len() > 0 && !r.rxBlocked {
 		r.writeRx() // SIGKILLs queued by disconnects in this pass
 	}
+	stalledQueue := -1
+	if r.stalled >= 0 {
+		stalledQueue = r.conns[r.stalled].out.len()
+	}
 	r.flushDirty()
 
 	if r.rxBlocked && r.rx.ReadClosed() {
@@ -366,6 +370,9 @@ func (r *Relay) service(now time.Time) bool {
 	busy := false
 	if r.st == stateServing && !r.guestEnded && r.stalled < 0 && (r.guestWake || !r.tx.ArmData()) {
 		busy = true
+	}
+	if r.stalled >= 0 && r.conns[r.stalled].out.len() < stalledQueue {
+		busy = true // the client that held up the guest stream made room: retry now
 	}
 	if r.rxBlocked && !r.guestEnded {
 		if !r.rx.ArmSpace() {
