@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -55,6 +57,9 @@ func (r *registry) get(tb testing.TB, impl string, execLog bool, relay string) *
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cfg := Config{Impl: impl, ExecLog: execLog}
+	if ext, ok := attached(tb, impl, execLog); ok {
+		return ext
+	}
 	if t := r.m[cfg.Name()]; t != nil {
 		if t.Alive() {
 			return t
@@ -97,6 +102,48 @@ func (r *registry) get(tb testing.TB, impl string, execLog bool, relay string) *
 	return t
 }
 
+// AttachEnv names the variable with which scripts/profile.sh hands the
+// benchmarks a relay it started itself: "IMPL=SOCKET,DEBUGADDR,PID".
+const AttachEnv = "AGENTRELAY_BENCH_ATTACH"
+
+var external struct {
+	once sync.Once
+	impl string
+	t    *Target
+	err  error
+}
+
+// attached returns the externally started target for impl, if AttachEnv
+// names one.
+func attached(tb testing.TB, impl string, execLog bool) (*Target, bool) {
+	tb.Helper()
+	spec := os.Getenv(AttachEnv)
+	if spec == "" {
+		return nil, false
+	}
+	external.once.Do(func() {
+		eq := strings.IndexByte(spec, '=')
+		parts := strings.Split(spec[eq+1:], ",")
+		var pid int
+		if eq <= 0 || len(parts) != 3 {
+			external.err = fmt.Errorf("%s=%q: want IMPL=SOCKET,DEBUGADDR,PID", AttachEnv, spec)
+			return
+		}
+		if pid, external.err = strconv.Atoi(parts[2]); external.err != nil {
+			return
+		}
+		external.impl = spec[:eq]
+		external.t, external.err = AttachTo(external.impl, parts[0], parts[1], pid)
+	})
+	if impl != external.impl || execLog {
+		return nil, false
+	}
+	if external.err != nil {
+		tb.Fatal(external.err)
+	}
+	return external.t, true
+}
+
 // discard stops a target that failed a run, so that the next run starts
 // afresh instead of inheriting frames in flight.
 func (r *registry) discard(t *Target) {
@@ -130,12 +177,49 @@ func (r *registry) stopAll() {
 // system time of the whole process, the in-process echo guest included),
 // and with BPF syscalls/frame and ctxsw/frame.
 func BenchmarkRelay(b *testing.B) {
-	for _, w := range Workloads {
-		b.Run(w.Name, func(b *testing.B) {
-			for _, impl := range w.Targets {
-				b.Run("impl="+impl, func(b *testing.B) { benchmark(b, w, impl) })
+	runTree(b, workloadTree(Workloads))
+}
+
+// node is one level of the benchmark names: the workloads whose names
+// share a prefix run under one sub-benchmark, so that each name element is
+// one level and -bench patterns such as Relay/stream/^size=64$/impl=reactor
+// select as expected.
+type node struct {
+	name     string
+	children []*node
+	w        *Workload // at a leaf
+}
+
+func workloadTree(ws []Workload) *node {
+	root := &node{}
+	for i := range ws {
+		n := root
+		for _, el := range strings.Split(ws[i].Name, "/") {
+			var next *node
+			for _, c := range n.children {
+				if c.name == el {
+					next = c
+				}
 			}
-		})
+			if next == nil {
+				next = &node{name: el}
+				n.children = append(n.children, next)
+			}
+			n = next
+		}
+		n.w = &ws[i]
+	}
+	return root
+}
+
+func runTree(b *testing.B, n *node) {
+	if w := n.w; w != nil {
+		for _, impl := range w.Targets {
+			b.Run("impl="+impl, func(b *testing.B) { benchmark(b, *w, impl) })
+		}
+	}
+	for _, c := range n.children {
+		b.Run(c.name, func(b *testing.B) { runTree(b, c) })
 	}
 }
 

@@ -23,13 +23,13 @@ func ExactFrame(t frame.Type, id uint32, size int) ([]byte, error) {
 	// Each CBOR length head grows by at most 8 bytes past the empty case,
 	// and there are two of them (the data and the payload).
 	base := size - len(empty)
+	data := make([]byte, base)
+	for i := range data {
+		data[i] = byte(i*7 + 1)
+	}
 	for pad := base; pad >= 0 && pad >= base-16; pad-- {
-		data := make([]byte, pad)
-		for i := range data {
-			data[i] = byte(i*7 + 1)
-		}
 		// Every data-carrying payload is the same {"data": bytes} map.
-		f, err := frame.AppendMessage(nil, id, t, frame.ExecStdin{Data: data})
+		f, err := frame.AppendMessage(make([]byte, 0, size), id, t, frame.ExecStdin{Data: data[:pad]})
 		if err != nil {
 			return nil, err
 		}

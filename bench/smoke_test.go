@@ -115,3 +115,29 @@ func waitExecLog(t *testing.T, path string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Every workload is one leaf of the name tree: no two share a name, and
+// none is lost.
+func TestWorkloadTree(t *testing.T) {
+	var leaves []string
+	var walk func(prefix string, n *node)
+	walk = func(prefix string, n *node) {
+		if n.w != nil {
+			if n.w.Name != prefix {
+				t.Errorf("leaf %q holds workload %q", prefix, n.w.Name)
+			}
+			leaves = append(leaves, prefix)
+		}
+		for _, c := range n.children {
+			p := c.name
+			if prefix != "" {
+				p = prefix + "/" + c.name
+			}
+			walk(p, c)
+		}
+	}
+	walk("", workloadTree(Workloads))
+	if len(leaves) != len(Workloads) {
+		t.Fatalf("%d leaves for %d workloads: %v", len(leaves), len(Workloads), leaves)
+	}
+}

@@ -48,7 +48,8 @@ type Target struct {
 	LogPath   string // the process's stdout and stderr
 	KernelErr error  // why syscalls and switches are not counted, if not
 
-	cmd       *exec.Cmd
+	cmd       *exec.Cmd // nil for a process started by someone else (AttachTo)
+	pid       int
 	exited    chan struct{}
 	kc        *kcount.Counter
 	fetchCost uint64 // heap allocations one /debug/vars request itself makes
@@ -101,33 +102,54 @@ func Start(cfg Config) (*Target, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start %s: %w", name, err)
 	}
-	t.cmd = cmd
+	t.cmd, t.pid = cmd, cmd.Process.Pid
 	go func() { cmd.Wait(); close(t.exited) }()
-	if err := t.waitReady(); err != nil {
+	if err := t.setUp(); err != nil {
 		t.Stop()
 		return nil, err
-	}
-	if t.DebugAddr != "" {
-		if err := t.calibrate(); err != nil {
-			t.Stop()
-			return nil, err
-		}
-	}
-	if t.kc, err = kcount.Attach(t.Pid()); err != nil {
-		t.KernelErr = err
-		if !errors.Is(err, kcount.ErrUnavailable) {
-			t.Stop()
-			return nil, err
-		}
 	}
 	return t, nil
 }
 
+// AttachTo measures a target someone else started (scripts/profile.sh
+// does, to profile it while a workload runs): a relay serving socket, with
+// its debug endpoint on debugAddr, as process pid. Stop leaves it running.
+func AttachTo(impl, socket, debugAddr string, pid int) (*Target, error) {
+	t := &Target{Config: Config{Impl: impl}, Socket: socket, DebugAddr: debugAddr, pid: pid}
+	if err := t.setUp(); err != nil {
+		t.Stop()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Target) setUp() error {
+	if err := t.waitReady(); err != nil {
+		return err
+	}
+	if t.DebugAddr != "" {
+		if err := t.calibrate(); err != nil {
+			return err
+		}
+	}
+	var err error
+	if t.kc, err = kcount.Attach(t.pid); err != nil {
+		t.KernelErr = err
+		if !errors.Is(err, kcount.ErrUnavailable) {
+			return err
+		}
+	}
+	return nil
+}
+
 // Pid is the target's process id.
-func (t *Target) Pid() int { return t.cmd.Process.Pid }
+func (t *Target) Pid() int { return t.pid }
 
 // Alive reports whether the process is still running.
 func (t *Target) Alive() bool {
+	if t.cmd == nil {
+		return syscall.Kill(t.pid, 0) == nil
+	}
 	select {
 	case <-t.exited:
 		return false
@@ -144,7 +166,7 @@ func (t *Target) waitReady() error {
 			return c.Close()
 		}
 		if !t.Alive() {
-			return fmt.Errorf("bench: %s exited before serving (%s): %s", t.Name(), t.cmd.ProcessState, t.LogTail())
+			return fmt.Errorf("bench: %s exited before serving: %s", t.Name(), t.LogTail())
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("bench: %s not serving after %v: %w: %s", t.Name(), startTimeout, err, t.LogTail())
@@ -158,7 +180,7 @@ func (t *Target) waitReady() error {
 func (t *Target) calibrate() error {
 	var prev uint64
 	t.fetchCost = ^uint64(0)
-	for i := range 5 {
+	for i := range 10 {
 		m, err := Mallocs(t.DebugAddr)
 		if err != nil {
 			return err
@@ -239,6 +261,9 @@ func (t *Target) Stop() error {
 
 // LogTail returns the last lines the process wrote, for error messages.
 func (t *Target) LogTail() string {
+	if t.LogPath == "" {
+		return "(no log: not started here)"
+	}
 	b, _ := os.ReadFile(t.LogPath)
 	b = bytes.TrimSpace(b)
 	lines := strings.Split(string(b), "\n")

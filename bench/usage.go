@@ -21,11 +21,17 @@ type Usage struct {
 	HasKernel  bool
 }
 
-// Sub returns u - o.
+// Sub returns u - o. Mallocs saturates at zero: the cost of a /debug/vars
+// request taken out by Target.End is a calibrated minimum and may exceed
+// what a short window really allocated by a few.
 func (u Usage) Sub(o Usage) Usage {
+	var mallocs uint64
+	if u.Mallocs > o.Mallocs {
+		mallocs = u.Mallocs - o.Mallocs
+	}
 	return Usage{
 		CPU:        u.CPU - o.CPU,
-		Mallocs:    u.Mallocs - o.Mallocs,
+		Mallocs:    mallocs,
 		HasMallocs: u.HasMallocs && o.HasMallocs,
 		Syscalls:   u.Syscalls - o.Syscalls,
 		Switches:   u.Switches - o.Switches,

@@ -75,4 +75,7 @@ func TestUsageSub(t *testing.T) {
 	if d.CPU != 3 || d.Mallocs != 6 || !d.HasMallocs || d.HasKernel {
 		t.Fatalf("Sub = %+v", d)
 	}
+	if d := (Usage{Mallocs: 3}).Sub(Usage{Mallocs: 5}); d.Mallocs != 0 {
+		t.Fatalf("Mallocs below the calibrated request cost: %d, want 0", d.Mallocs)
+	}
 }

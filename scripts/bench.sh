@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# bench.sh OUT COUNT: the benchmark suite (bench/) against the reactor relay,
+# the goroutine baseline and the bare-echo floor, in COUNT alternating
+# rounds (each round runs every workload against every target once, so
+# that drift on the machine spreads over all targets alike). Raw output goes
+# to OUT/bench.txt, the benchstat comparison to OUT/benchstat.txt and the
+# terminal, PNG charts to OUT/*.png.
+#
+# BENCHTIME (default 1s) is each benchmark's -benchtime: 22 benchmarks at
+# about 2x BENCHTIME each (go test's N ramp) make a round ~50 s on 2 cores,
+# so the default COUNT of 6 takes ~5 minutes.
+set -euo pipefail
+
+out=${1:-out}
+count=${2:-6}
+benchtime=${BENCHTIME:-1s}
+go=${GO:-go}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+if [ ! -x bin/relay ]; then
+	$go build -o bin/relay ./cmd/relay
+fi
+$go test -c -o "$out/bench.test" ./bench
+
+raw="$out/bench.txt"
+{
+	echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) nproc=$(nproc) kernel=$(uname -r)"
+	echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+	echo "# go: $($go version)  benchtime=$benchtime count=$count  relay GOMAXPROCS=${GOMAXPROCS:-default}"
+	echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$raw"
+
+start=$(date +%s)
+for i in $(seq 1 "$count"); do
+	echo "== round $i/$count" >&2
+	# From bench/, as go test would run it.
+	(cd bench && RELAY_BIN="$root/bin/relay" "$out/bench.test" \
+		-test.run '^$' -test.bench '^BenchmarkRelay$' -test.benchtime "$benchtime" \
+		-test.count 1 -test.timeout 30m) | tee -a "$raw"
+done
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)  took $(( $(date +%s) - start ))s" >> "$raw"
+
+echo >&2
+if $go run golang.org/x/perf/cmd/benchstat@latest -col /impl "$raw" > "$out/benchstat.txt"; then
+	cat "$out/benchstat.txt"
+else
+	echo "benchstat unavailable (no module proxy?): raw results are in $raw" >&2
+fi
+$go run ./bench/cmd/charts -in "$raw" -out "$out"

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# profile.sh OUT: CPU and allocation profiles of the reactor relay process
+# under the stream workloads (64 B and 64 KiB frames) and the 16-client
+# fan-in. For each, it starts bin/relay --impl reactor --guest echo with a
+# debug endpoint, hands it to the benchmark binary (AGENTRELAY_BENCH_ATTACH)
+# running that one workload for PROFTIME+10 s, and meanwhile fetches
+# /debug/pprof/profile?seconds=PROFTIME and /debug/pprof/allocs before and
+# after. Under OUT/profile/: NAME.cpu.pprof, NAME.allocs.pprof (cumulative),
+# NAME.allocs.base.pprof, and `go tool pprof -top` summaries NAME.cpu.txt
+# and NAME.allocs.txt (allocations made during the workload only).
+set -euo pipefail
+
+out=${1:-out}/profile
+proftime=${PROFTIME:-10}
+go=${GO:-go}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+if [ ! -x bin/relay ]; then
+	$go build -o bin/relay ./cmd/relay
+fi
+$go test -c -o "$out/bench.test" ./bench
+
+tmp=$(mktemp -d /tmp/relayprof.XXXXXX)
+relay_pid=
+cleanup() {
+	if [ -n "$relay_pid" ]; then kill "$relay_pid" 2>/dev/null || true; fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fetch() { curl -fsS --max-time $((proftime + 30)) -o "$2" "$1"; }
+
+# name, then the -bench pattern of one workload against the reactor
+profile() {
+	local name=$1 pattern=$2
+	echo "== $name" >&2
+	local sock="$tmp/$name.sock" log="$out/$name.relay.log"
+	"$root/bin/relay" serve --socket "$sock" --guest echo --impl reactor \
+		--debug-addr 127.0.0.1:0 2> "$log" &
+	relay_pid=$!
+	local addr=
+	for _ in $(seq 100); do
+		addr=$(sed -n 's/.*msg="debug endpoint" addr=\([0-9.:]*\).*/\1/p' "$log" | head -1)
+		[ -n "$addr" ] && [ -S "$sock" ] && break
+		sleep 0.1
+	done
+	if [ -z "$addr" ]; then
+		echo "relay did not start:" >&2
+		cat "$log" >&2
+		exit 1
+	fi
+	(cd bench && AGENTRELAY_BENCH_ATTACH="reactor=$sock,$addr,$relay_pid" "$out/bench.test" \
+		-test.run '^$' -test.bench "$pattern" -test.benchtime "$((proftime + 10))s" \
+		-test.count 1 -test.timeout 10m) > "$out/$name.bench.txt" &
+	local bench_pid=$!
+	# Let go test's first short runs pass; profile the long one.
+	sleep 4
+	fetch "http://$addr/debug/pprof/allocs" "$out/$name.allocs.base.pprof"
+	fetch "http://$addr/debug/pprof/profile?seconds=$proftime" "$out/$name.cpu.pprof"
+	fetch "http://$addr/debug/pprof/allocs" "$out/$name.allocs.pprof"
+	wait "$bench_pid"
+	kill "$relay_pid"
+	wait "$relay_pid" 2>/dev/null || true
+	relay_pid=
+	$go tool pprof -top -nodecount=40 "$root/bin/relay" "$out/$name.cpu.pprof" > "$out/$name.cpu.txt" 2>/dev/null
+	$go tool pprof -top -nodecount=40 -sample_index=alloc_objects \
+		-base "$out/$name.allocs.base.pprof" "$root/bin/relay" "$out/$name.allocs.pprof" > "$out/$name.allocs.txt" 2>/dev/null
+	grep '^Benchmark' "$out/$name.bench.txt" >&2 || cat "$out/$name.bench.txt" >&2
+	echo "-- CPU ($out/$name.cpu.txt):" >&2
+	head -n 22 "$out/$name.cpu.txt" >&2
+	echo "-- allocations during the workload ($out/$name.allocs.txt):" >&2
+	head -n 15 "$out/$name.allocs.txt" >&2
+}
+
+profile stream64 '^BenchmarkRelay$/^stream$/^size=64$/^impl=reactor$'
+profile stream64K '^BenchmarkRelay$/^stream$/^size=64K$/^impl=reactor$'
+profile fanin16 '^BenchmarkRelay$/^fanin$/^clients=16$/^size=128$/^impl=reactor$'
