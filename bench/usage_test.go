@@ -29,15 +29,21 @@ func TestProcCPUOwnProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(100 * time.Millisecond); time.Now().Before(deadline); {
+	// Spin until the kernel has charged 50 ms of CPU, not for a wall-clock
+	// time: on a loaded 2-core machine 100 ms of wall time may be 40 ms of
+	// CPU. A ProcCPU that does not move fails after 5 s.
+	var after time.Duration
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		for spin := time.Now().Add(10 * time.Millisecond); time.Now().Before(spin); {
+		}
+		if after, err = ProcCPU(os.Getpid()); err != nil {
+			t.Fatal(err)
+		}
+		if after-before >= 50*time.Millisecond {
+			return
+		}
 	}
-	after, err := ProcCPU(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := after - before; d < 50*time.Millisecond {
-		t.Fatalf("100 ms of spinning read as %v of CPU", d)
-	}
+	t.Fatalf("5 s of spinning read as %v of CPU", after-before)
 }
 
 func TestPercentile(t *testing.T) {
