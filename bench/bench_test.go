@@ -244,8 +244,17 @@ func benchmark(b *testing.B, w Workload, impl string) {
 	}
 	res, err := w.Run(t.Socket, b.N, hooks)
 	if err != nil {
+		stats := "(none)"
+		if t.DebugAddr != "" {
+			var serr error
+			if stats, serr = Counters(t.DebugAddr); serr != nil {
+				stats = serr.Error()
+			}
+		}
+		tail := t.LogTail()
+		autopsy := t.Autopsy()
 		targets.discard(t)
-		b.Fatalf("%s against %s: %v\n%s log:\n%s", w.Name, impl, err, t.Name(), t.LogTail())
+		b.Fatalf("%s against %s: %v\n%s counters: %s\n%s log:\n%s\n%s", w.Name, impl, err, t.Name(), stats, t.Name(), tail, autopsy)
 	}
 	if usageErr != nil {
 		b.Fatal(usageErr)

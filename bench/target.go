@@ -282,3 +282,39 @@ func freeLoopbackAddr() (string, error) {
 	defer ln.Close()
 	return ln.Addr().String(), nil
 }
+
+// Autopsy is for a target that stopped answering: it records the state and
+// kernel wait channel of each of its threads, sends it SIGQUIT (a Go
+// process then prints every goroutine's stack and exits) and keeps its log
+// in a file that outlives the run. It returns what it found and where the
+// log went.
+func (t *Target) Autopsy() string {
+	var b strings.Builder
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", t.pid))
+	for _, task := range tasks {
+		stat, _ := os.ReadFile(task + "/stat")
+		wchan, _ := os.ReadFile(task + "/wchan")
+		state := "?"
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+			state = string(stat[i+2])
+		}
+		fmt.Fprintf(&b, "thread %s: %s %s\n", filepath.Base(task), state, wchan)
+	}
+	if t.cmd == nil || t.LogPath == "" {
+		return b.String()
+	}
+	t.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-t.exited:
+	case <-time.After(3 * time.Second):
+	}
+	logb, err := os.ReadFile(t.LogPath)
+	if err != nil {
+		return b.String()
+	}
+	keep := filepath.Join(os.TempDir(), fmt.Sprintf("relaybench-%s-%s.log", t.Name(), time.Now().Format("20060102T150405")))
+	if err := os.WriteFile(keep, logb, 0o600); err == nil {
+		fmt.Fprintf(&b, "goroutine dump (SIGQUIT) and log kept in %s\n", keep)
+	}
+	return b.String()
+}

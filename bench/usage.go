@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -97,4 +98,19 @@ func Mallocs(addr string) (uint64, error) {
 		return 0, fmt.Errorf("mallocs: /debug/vars has no memstats")
 	}
 	return v.Memstats.Mallocs, nil
+}
+
+// Counters fetches the relay's own counters (GET /stats, JSON), for the
+// message of a failed run.
+func Counters(addr string) (string, error) {
+	resp, err := debugClient.Get("http://" + addr + "/stats")
+	if err != nil {
+		return "", fmt.Errorf("stats: %w", err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(resp.Body); err != nil {
+		return "", fmt.Errorf("stats: %w", err)
+	}
+	return strings.TrimSpace(b.String()), nil
 }

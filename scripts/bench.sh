@@ -34,12 +34,17 @@ raw="$out/bench.txt"
 } > "$raw"
 
 start=$(date +%s)
+failed=0
 for i in $(seq 1 "$count"); do
 	echo "== round $i/$count" >&2
-	# From bench/, as go test would run it.
-	(cd bench && RELAY_BIN="$root/bin/relay" "$out/bench.test" \
+	# From bench/, as go test would run it. A failed benchmark (a target
+	# that lost a frame or hung) fails its round but not the rounds after:
+	# its target is restarted, and the failure is reported at the end.
+	if ! (cd bench && RELAY_BIN="$root/bin/relay" "$out/bench.test" \
 		-test.run '^$' -test.bench '^BenchmarkRelay$' -test.benchtime "$benchtime" \
-		-test.count 1 -test.timeout 30m) | tee -a "$raw"
+		-test.count 1 -test.timeout 30m) | tee -a "$raw"; then
+		failed=$((failed + 1))
+	fi
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)  took $(( $(date +%s) - start ))s" >> "$raw"
 
@@ -50,3 +55,8 @@ else
 	echo "benchstat unavailable (no module proxy?): raw results are in $raw" >&2
 fi
 $go run ./bench/cmd/charts -in "$raw" -out "$out"
+if [ "$failed" -gt 0 ]; then
+	echo "bench: $failed of $count rounds had a failed benchmark:" >&2
+	grep -- '--- FAIL' "$raw" | grep impl= >&2 || true
+	exit 1
+fi
