@@ -52,7 +52,12 @@ func TestEchoReflectsFrames(t *testing.T) {
 			go func() { done <- Echo(context.Background(), c, nil) }()
 
 			// Host writer: random-sized pieces, so frames straddle writes.
+			// Joined before the deferred Close: CloseWrite's wake-up may
+			// still be in flight after Echo has seen EOF.
+			wrote := make(chan struct{})
+			defer func() { <-wrote }()
 			go func() {
+				defer close(wrote)
 				var all []byte
 				for _, f := range frames {
 					all = append(all, f...)
