@@ -69,7 +69,7 @@ type waiter struct {
 // edge-triggered).
 func (r *Relay) acceptAll() {
 	for r.lfd >= 0 {
-		nfd, _, err := unix.Accept4(r.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		nfd, _, err := sysAccept4(r.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		switch err {
 		case nil:
 		case unix.EAGAIN:

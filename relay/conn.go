@@ -62,7 +62,7 @@ func (c *conn) OnEvent(ev uint32) {
 // then says when to go on.
 func (c *conn) flush() error {
 	for c.out.len() > 0 {
-		n, err := unix.Write(c.fd, c.out.bytes())
+		n, err := sysWrite(c.fd, c.out.bytes())
 		if n > 0 {
 			c.out.consume(n)
 		}

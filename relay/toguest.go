@@ -109,7 +109,7 @@ func (r *Relay) serveClient(c *conn, budget *int) bool {
 	if len(sp) > readChunk {
 		sp = sp[:readChunk]
 	}
-	n, err := unix.Read(c.fd, sp)
+	n, err := sysRead(c.fd, sp)
 	switch {
 	case n > 0:
 		c.in.commit(n)
