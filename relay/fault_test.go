@@ -175,3 +175,25 @@ func TestSlowReaderResumes(t *testing.T) {
 		t.Fatalf("Evictions=%d GuestStallNanos=%d, want 0 and > 0", s.Evictions, s.GuestStallNanos)
 	}
 }
+
+// TestMaxFrameInPieces: a client frame of the maximum size whose last bytes
+// arrive late (so that a read ends within its last 64 KiB) is forwarded
+// whole. The relay once asked its input buffer for a fixed 64 KiB of room
+// there, beyond the buffer's bound, and disconnected the client for an
+// "input buffer overrun".
+func TestMaxFrameInPieces(t *testing.T) {
+	e := relaytest.Start(t, Reactor, relaytest.Config{})
+	c := e.Dial(t)
+	f := frame.AppendFrame(nil, c.ID(1), 0, make([]byte, frame.MaxLen-5))
+	for _, tail := range []int{1000, 1, 64<<10 - 1} {
+		c.Send(t, f[:len(f)-tail])
+		time.Sleep(50 * time.Millisecond) // the relay reads what there is
+		c.Send(t, f[len(f)-tail:])
+		if got := e.Guest.Next(t, 10*time.Second); len(got) != len(f) {
+			t.Fatalf("tail %d: guest got %d bytes, want %d", tail, len(got), len(f))
+		}
+	}
+	if s := e.Server.(interface{ Stats() relayStats }).Stats(); s.ProtocolErrors != 0 || s.Disconnects != 0 {
+		t.Fatalf("ProtocolErrors=%d Disconnects=%d, want 0", s.ProtocolErrors, s.Disconnects)
+	}
+}

@@ -100,8 +100,13 @@ func (r *Relay) serveClient(c *conn, budget *int) bool {
 			room = n - len(b)
 		}
 	}
+	// Never ask for more than the bound leaves: near the end of a frame
+	// close to the maximum, the rest of it is all that may come before it
+	// is forwarded.
+	room = min(room, c.in.max-c.in.len())
 	if !c.in.reserve(room) {
-		// Cannot happen: input holds at most one maximum frame.
+		// Cannot happen: input holds at most one partial frame and room
+		// is clamped to what its bound leaves.
 		r.protocolError(c, errors.New("input buffer overrun"))
 		return true
 	}
