@@ -14,6 +14,11 @@ func AppendLine(dst []byte, t time.Time, s Source, session uint64, data []byte) 
 	return c.appendLine(dst, t.UnixNano(), s, session, data)
 }
 
+// MaxLineSize is the longest exec.log line a chunk of n bytes can make: six
+// bytes for each byte (a control character becomes \u00XX), plus the time,
+// the source, a 20-digit id and the JSON around them.
+func MaxLineSize(n int) int { return 6*n + 128 }
+
 // clock formats "t" values, reusing the seconds part while it stays the same
 // so that a busy writer formats a calendar date about once a second.
 type clock struct {

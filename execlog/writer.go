@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,6 +151,15 @@ func (w *Writer) Lane() *Lane {
 	return l
 }
 
+// MemoryBound returns the most memory w holds when lanes producers append
+// (each Lane, plus one for Append and System together): a buffer of
+// Options.BufferSize per lane, and the line being formatted, which a chunk
+// of up to half a lane can make six times its size (every byte a control
+// character), next to the previous formatting buffer (at most 1 MiB).
+func (w *Writer) MemoryBound(lanes int) int64 {
+	return int64(lanes)*int64(w.o.BufferSize) + 16*flushSize + flushSize + int64(MaxLineSize(w.o.BufferSize/2))
+}
+
 // Append queues one chunk for exec.log; it never waits for the disk. It may
 // be called from any goroutine, but callers contend on a mutex that Lane
 // users never touch.
@@ -285,6 +295,10 @@ func (w *Writer) drain() {
 		}
 		f := w.f
 		start := len(f.out)
+		// Room for the longest line the chunk can make, taken at once:
+		// growing piecemeal while escaping would leave a trail of ever
+		// larger discarded buffers behind a large chunk.
+		f.out = slices.Grow(f.out, MaxLineSize(len(r.data)))
 		f.out = f.clock.appendLine(f.out, r.nanos, r.source, r.session, r.data)
 		l.consume(r)
 		w.placed(start)
