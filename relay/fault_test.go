@@ -197,3 +197,38 @@ func TestMaxFrameInPieces(t *testing.T) {
 		t.Fatalf("ProtocolErrors=%d Disconnects=%d, want 0", s.ProtocolErrors, s.Disconnects)
 	}
 }
+
+// TestQuarantineBounded: clients that keep leaving with sessions open cannot
+// grow the quarantine past MaxClients × MaxSessions within its timeout: the
+// oldest quarantined sessions are released early and counted.
+func TestQuarantineBounded(t *testing.T) {
+	const maxSessions, clients = 2, 40
+	e := relaytest.Start(t, Reactor, relaytest.Config{Options: func(o *relay.Options) {
+		o.MaxSessions = maxSessions
+	}})
+	req := func(id uint32) []byte {
+		b, _ := frame.AppendMessage(nil, id, frame.TypeExecRequest, frame.ExecRequest{Cmd: "x", Args: []string{}, Env: []string{}, Rlimits: []frame.Rlimit{}})
+		return b
+	}
+	r := e.Server.(interface{ Stats() relayStats })
+	for i := range uint32(clients) {
+		c, err := e.DialErr(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range uint32(maxSessions) {
+			c.Send(t, req(c.ID(i*maxSessions+j+1))) // ids no earlier client of the slot used
+		}
+		c.Conn.Close()
+		e.Guest.Drain(5 * time.Millisecond)
+		relaytest.Eventually(t, 5*time.Second, "the client's sessions to be killed", func() bool {
+			return r.Stats().KillsSent == uint64(i+1)*maxSessions
+		})
+	}
+	const limit = frame.MaxClients * maxSessions
+	s := r.Stats()
+	if s.SessionsActive != limit || s.QuarantineOverflows != clients*maxSessions-limit || s.IDCollisions != 0 {
+		t.Fatalf("SessionsActive=%d QuarantineOverflows=%d IDCollisions=%d, want %d, %d, 0",
+			s.SessionsActive, s.QuarantineOverflows, s.IDCollisions, limit, clients*maxSessions-limit)
+	}
+}

@@ -122,10 +122,36 @@ func (r *Relay) release(c *conn) int {
 		n++
 	}
 	c.open = 0
+	r.trimQuarantine()
 	if !r.qTimer.Scheduled() && len(r.quarantine) > 0 {
 		r.loop.Schedule(&r.qTimer, r.quarantine[0].deadline, r.expireQuarantine)
 	}
 	return n
+}
+
+// trimQuarantine keeps the quarantine to MaxClients × MaxSessions entries,
+// as many sessions as all clients may have open at once. Without the cap it
+// would grow with how fast clients leave with sessions open, for up to
+// QuarantineTimeout, and memory would not be bounded. Past the cap the
+// oldest quarantined sessions, SIGKILLed first, are released early.
+func (r *Relay) trimQuarantine() {
+	excess := len(r.quarantine) - frame.MaxClients*r.opt.MaxSessions
+	if excess <= 0 {
+		return
+	}
+	released := 0
+	for _, e := range r.quarantine[:excess] {
+		if s, ok := r.sessions[e.id]; ok && s.quarantined && s.qseq == e.seq {
+			r.endSession(e.id, s)
+			released++
+		}
+	}
+	r.quarantine = append(r.quarantine[:0], r.quarantine[excess:]...)
+	if released > 0 {
+		r.stats.quarantineOverflows.Add(uint64(released))
+		r.log.Warn("quarantine full: oldest quarantined sessions released early",
+			"sessions", released, "max", frame.MaxClients*r.opt.MaxSessions)
+	}
 }
 
 // queueKill queues core.exec.signal {signal: 9} under id for the guest. The

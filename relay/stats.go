@@ -14,6 +14,7 @@ type counters struct {
 
 	sessionsOpened, sessionsActive, killsSent, idCollisions atomic.Uint64
 	noClientDrops, quarantineDrops, quarantineExpired       atomic.Uint64
+	quarantineOverflows                                     atomic.Uint64
 
 	corruptIncidents, corruptBytes atomic.Uint64
 	ringFullNanos, guestStallNanos atomic.Uint64
@@ -42,6 +43,9 @@ type Stats struct {
 	NoClientDrops     uint64 // guest frames for a slot with no client
 	QuarantineDrops   uint64 // guest frames for a departed client's session
 	QuarantineExpired uint64 // quarantined sessions the guest never ended
+	// QuarantineOverflows counts quarantined sessions released before
+	// QuarantineTimeout because the quarantine held MaxClients × MaxSessions.
+	QuarantineOverflows uint64
 
 	CorruptIncidents uint64 // times the guest stream had to be resynchronised
 	CorruptBytes     uint64 // bytes skipped doing so
@@ -65,8 +69,8 @@ func (r *Relay) Stats() Stats {
 		SessionsActive: c.sessionsActive.Load(), KillsSent: c.killsSent.Load(),
 		IDCollisions: c.idCollisions.Load(), NoClientDrops: c.noClientDrops.Load(),
 		QuarantineDrops: c.quarantineDrops.Load(), QuarantineExpired: c.quarantineExpired.Load(),
-		CorruptIncidents: c.corruptIncidents.Load(), CorruptBytes: c.corruptBytes.Load(),
-		RingFullNanos: c.ringFullNanos.Load(), GuestStallNanos: c.guestStallNanos.Load(),
-		Shutdowns: c.shutdowns.Load(), LogDrops: c.logDrops.Load(),
+		QuarantineOverflows: c.quarantineOverflows.Load(), CorruptIncidents: c.corruptIncidents.Load(),
+		CorruptBytes: c.corruptBytes.Load(), RingFullNanos: c.ringFullNanos.Load(),
+		GuestStallNanos: c.guestStallNanos.Load(), Shutdowns: c.shutdowns.Load(), LogDrops: c.logDrops.Load(),
 	}
 }
