@@ -232,3 +232,16 @@ func TestQuarantineBounded(t *testing.T) {
 			s.SessionsActive, s.QuarantineOverflows, s.IDCollisions, limit, clients*maxSessions-limit)
 	}
 }
+
+// TestMemoryBoundDefaults pins the figure relay/doc.go states for the
+// defaults, so that a change of a default or of the formula updates the doc.
+func TestMemoryBoundDefaults(t *testing.T) {
+	const want = 227.4
+	if got := float64(relay.Options{}.MemoryBound()) / (1 << 20); got < want-0.05 || got > want+0.05 {
+		t.Fatalf("MemoryBound with the defaults is %.2f MiB; doc.go says %.1f MiB", got, want)
+	}
+	double := relay.Options{ClientBuffer: 16 << 20}.MemoryBound() - relay.Options{}.MemoryBound()
+	if double != frame.MaxClients*8<<20 {
+		t.Fatalf("doubling ClientBuffer adds %d bytes, want 16 × 8 MiB", double)
+	}
+}

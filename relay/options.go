@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"agentrelay/execlog"
+	"agentrelay/frame"
 	"agentrelay/ring"
 )
 
@@ -78,4 +79,38 @@ func (o *Options) setDefaults() {
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 5 * time.Second
 	}
+}
+
+// Sizes behind MemoryBound, measured on amd64; cmd/relay's TestMemoryBound
+// checks the whole against the binary's peak RSS under a flood.
+const (
+	sessionEntryBytes = 80      // one session table entry, the map's overhead included
+	qentryBytes       = 100     // one quarantine FIFO entry (40 B), with append's slack and the copy as it grows
+	waiterBytes       = 64      // one waiting connection's entry (40 B), with slack
+	logQueueLen       = 4096    // log records the loop may have queued for the log goroutine
+	logRecordBytes    = 1 << 10 // one queued record with its cloned attributes, generously
+)
+
+// MemoryBound returns the most memory a Relay built with o can hold, with
+// every buffer at its bound and every table full, by the formula in the
+// package documentation. It counts the console's rings when o.Console is
+// set, and not the exec.log writer, whose owner adds
+// execlog.Writer.MemoryBound. With the defaults it is 227.4 MiB, plus 2 MiB
+// for a console of ring.DefaultCapacity.
+func (o Options) MemoryBound() int64 {
+	o.setDefaults()
+	clients := int64(frame.MaxClients)
+	sessions := clients * int64(o.MaxSessions)
+	kill, _ := frame.AppendMessage(nil, 0, frame.TypeExecSignal, frame.ExecSignal{Signal: 9})
+	b := clients*int64(o.ClientBuffer+frame.MaxFrame) + // client output and input buffers
+		3*frame.MaxFrame + // guest staging buffer, spill, cached core.ready
+		sessions*int64(len(kill)) + 4096 + // queued SIGKILLs
+		2*sessions*sessionEntryBytes + // session table: open and quarantined
+		(sessions+int64(o.MaxSessions))*qentryBytes + // quarantine FIFO
+		int64(o.AcceptQueue)*waiterBytes + // waiting connections
+		logQueueLen*logRecordBytes // log queue
+	if c := o.Console; c != nil && c.Tx != nil && c.Rx != nil {
+		b += int64(c.Tx.Cap() + c.Rx.Cap())
+	}
+	return b
 }

@@ -137,7 +137,7 @@ func New(opt Options) (*Relay, error) {
 	if r.allow == nil {
 		r.allow = []uint32{uint32(os.Geteuid()), 0}
 	}
-	r.logq = newLogQueue(4096)
+	r.logq = newLogQueue(logQueueLen)
 	r.log = slog.New(&asyncHandler{next: opt.Logger.Handler(), q: r.logq, dropped: &r.stats.logDrops})
 	r.g.onCorrupt = r.corruptStart
 	r.g.onResync = r.corruptEnd

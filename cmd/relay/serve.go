@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -100,6 +101,9 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 		return err
 	}
 	log.Info("relay starting", "impl", impl, "socket", socket, "guest", spec.String(), "exec_log", execLogDir)
+	if impl == "reactor" {
+		setMemoryLimit(log, opts, xl)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -182,6 +186,29 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 	log.Info("relay stopped", "frames_to_guest", st.FramesToGuest, "frames_to_client", st.FramesToClient,
 		"clients", st.ClientsAccepted, "evictions", st.Evictions, "protocol_errors", st.ProtocolErrors)
 	return err
+}
+
+// memoryHeadroom is what the memory limit allows above the relay's and
+// exec.log's bounds: the runtime's own structures (stacks, GC metadata, the
+// debug endpoint's) and garbage between collections.
+const memoryHeadroom = 32 << 20
+
+// setMemoryLimit turns the reactor's bounded live memory into bounded RSS.
+// Without a limit the garbage collector lets the heap reach twice what was
+// live after the last collection, so garbage (exec.log lines, log records,
+// buffers outgrown) could take the process to about twice the bound.
+// GOMEMLIMIT in the environment wins.
+func setMemoryLimit(log *slog.Logger, opts relay.Options, xl *execlog.Writer) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		log.Info("memory limit from GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
+		return
+	}
+	bound := opts.MemoryBound()
+	if xl != nil {
+		bound += xl.MemoryBound(2) // the relay's lane and the one System uses
+	}
+	debug.SetMemoryLimit(bound + memoryHeadroom)
+	log.Info("memory limit", "bound_mib", bound>>20, "headroom_mib", memoryHeadroom>>20)
 }
 
 // startGuest runs the guest side of the console until ctx ends or the guest
