@@ -49,7 +49,7 @@ done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)  took $(( $(date +%s) - start ))s" >> "$raw"
 
 echo >&2
-if $go run golang.org/x/perf/cmd/benchstat@latest -col /impl "$raw" > "$out/benchstat.txt"; then
+if $go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da -col /impl "$raw" > "$out/benchstat.txt"; then
 	cat "$out/benchstat.txt"
 else
 	echo "benchstat unavailable (no module proxy?): raw results are in $raw" >&2
