@@ -4,9 +4,10 @@ PKGS      ?= ./...
 FUZZTIME  ?= 30s
 SHORTFUZZ ?= 2s
 BENCHCOUNT ?= 6
+SOAKTIME  ?= 10m
 OUT       ?= out
 
-.PHONY: all build test vet fmt-check unit fuzz-seeds fuzz bench profile run clean
+.PHONY: all build test vet fmt-check unit fuzz-seeds fuzz soak bench profile run clean
 
 all: build
 
@@ -26,8 +27,8 @@ fmt-check:
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
-	@# Allocation counts are only meaningful without the race detector.
-	$(GO) test -count=1 -run 'Allocs' $(PKGS)
+	@# Allocation counts and RSS are only meaningful without the race detector.
+	$(GO) test -count=1 -run 'Allocs|TestMemoryBound' $(PKGS)
 
 fuzz-seeds:
 	bash scripts/fuzz.sh $(SHORTFUZZ)
@@ -35,6 +36,16 @@ fuzz-seeds:
 # Longer fuzzing: every target for FUZZTIME each.
 fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)
+
+# Long runs without the race detector: TestSoak (mixed checksummed traffic,
+# peak RSS, fds) and TestChurn (clients coming and going; fds, goroutines and
+# heap before and after), SOAKTIME each. The relay's log goes to
+# $(OUT)/soak.log, the tests' results to the terminal.
+soak:
+	@mkdir -p $(OUT)
+	@$(GO) test -count=1 -timeout 0 -v -run '^(TestSoak|TestChurn)$$' ./relay/ \
+		-args -soak=$(SOAKTIME) -churn=$(SOAKTIME) >$(OUT)/soak.log 2>&1; rc=$$?; \
+	grep -E '^(--- |    [a-z_]+_test\.go:|PASS|FAIL|ok)' $(OUT)/soak.log; exit $$rc
 
 # Both relays, alternating, benchstat side by side, charts under $(OUT)/.
 bench: build

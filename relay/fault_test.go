@@ -1,10 +1,13 @@
 package relay_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"flag"
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,7 +16,7 @@ import (
 	"agentrelay/relaytest"
 )
 
-var churnFor = flag.Duration("churn", 5*time.Second, "how long TestChurn runs (a minute or more for a soak)")
+var churnFor = flag.Duration("churn", 0, "how long TestChurn runs (default 1m, 5s with -short; longer for a soak: make soak)")
 
 func openFDs(t *testing.T) int {
 	es, err := os.ReadDir("/proc/self/fd")
@@ -31,10 +34,25 @@ func heapInUse() uint64 {
 }
 
 // TestChurn: 16 clients connect, open a session, send, and leave (cleanly or
-// mid-frame), in a loop, for -churn. Afterwards no fd, goroutine or heap has
-// leaked and every slot is free again.
+// mid-frame), in a loop, for -churn (a minute by default). The fds,
+// goroutines and heap in use are measured after a warm-up of the same churn
+// (so that the session table and the quarantine have reached their steady
+// size) and again once every client has gone and every quarantine has
+// expired: nothing may have grown, every session opened must have been
+// killed and expired, and every slot is free again.
 func TestChurn(t *testing.T) {
-	e := relaytest.Start(t, Reactor, relaytest.Config{})
+	d := *churnFor
+	if d == 0 {
+		d = time.Minute
+		if testing.Short() {
+			d = 5 * time.Second
+		}
+	}
+	const quarantine = time.Second
+	e := relaytest.Start(t, Reactor, relaytest.Config{Options: func(o *relay.Options) {
+		o.QuarantineTimeout = quarantine
+	}})
+	r := e.Server.(interface{ Stats() relayStats })
 	// Drain what reaches the guest (requests, SIGKILLs) so Rx never fills.
 	stop := make(chan struct{})
 	defer close(stop)
@@ -48,20 +66,9 @@ func TestChurn(t *testing.T) {
 			}
 		}
 	}()
-	warm := func() {
-		c, err := e.DialErr(5 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Conn.Close()
-	}
-	warm()
-	time.Sleep(100 * time.Millisecond)
-	fds, gs, heap := openFDs(t), runtime.NumGoroutine(), heapInUse()
-
-	deadline := time.Now().Add(*churnFor)
-	rounds := 0
-	for time.Now().Before(deadline) {
+	req, _ := frame.AppendMessage(nil, 0, frame.TypeExecRequest, frame.ExecRequest{Cmd: "x", Args: []string{}, Env: []string{}, Rlimits: []frame.Rlimit{}})
+	var ids atomic.Uint32 // a fresh id each time: a slot's last one may still be quarantined
+	round := func() {
 		var wg sync.WaitGroup
 		for i := range frame.MaxClients {
 			wg.Add(1)
@@ -73,40 +80,63 @@ func TestChurn(t *testing.T) {
 					return
 				}
 				defer c.Conn.Close()
-				req, _ := frame.AppendMessage(nil, c.ID(1), frame.TypeExecRequest, frame.ExecRequest{Cmd: "x", Args: []string{}, Env: []string{}, Rlimits: []frame.Rlimit{}})
+				f := bytes.Clone(req)
+				binary.BigEndian.PutUint32(f[4:], c.ID(ids.Add(1)))
 				if i%2 == 0 {
-					req = req[:len(req)/2] // leave mid-frame
+					f = f[:len(f)/2] // leave mid-frame
 				}
-				c.Conn.Write(req)
+				c.Conn.Write(f)
 			}()
 		}
 		wg.Wait()
+	}
+	settle := func() {
+		relaytest.Eventually(t, 10*time.Second, "every client gone and every quarantine expired", func() bool {
+			s := r.Stats()
+			return s.ClientsActive == 0 && s.SessionsActive == 0
+		})
+		time.Sleep(100 * time.Millisecond)
+	}
+	for warm := time.Now().Add(2 * quarantine); time.Now().Before(warm); {
+		round()
+	}
+	settle()
+	fds, gs, heap := openFDs(t), runtime.NumGoroutine(), heapInUse()
+	s0 := r.Stats()
+
+	deadline := time.Now().Add(d)
+	rounds := 0
+	for time.Now().Before(deadline) && !t.Failed() {
+		round()
 		rounds++
 	}
 	if t.Failed() {
 		return
 	}
-	r := e.Server.(interface {
-		Stats() relayStats
-	})
-	relaytest.Eventually(t, 5*time.Second, "every client to be gone", func() bool {
-		return r.Stats().ClientsActive == 0
-	})
-	time.Sleep(100 * time.Millisecond)
+	settle()
 	fds2, gs2, heap2 := openFDs(t), runtime.NumGoroutine(), heapInUse()
-	t.Logf("%d rounds of 16 clients in %v; fds %d→%d, goroutines %d→%d, heap in use %d→%d KiB",
-		rounds, *churnFor, fds, fds2, gs, gs2, heap/1024, heap2/1024)
+	s := r.Stats()
+	opened := s.SessionsOpened - s0.SessionsOpened
+	t.Logf("%d rounds of 16 clients in %v (%d clients, %d sessions opened, killed and expired); fds %d→%d, goroutines %d→%d, heap in use %d→%d KiB",
+		rounds, d, s.ClientsAccepted-s0.ClientsAccepted, opened, fds, fds2, gs, gs2, heap/1024, heap2/1024)
 	if fds2 > fds {
 		t.Errorf("fds grew from %d to %d", fds, fds2)
 	}
 	if gs2 > gs+2 {
 		t.Errorf("goroutines grew from %d to %d", gs, gs2)
 	}
-	if heap2 > heap+8<<20 {
+	if heap2 > heap+4<<20 {
 		t.Errorf("heap in use grew from %d to %d KiB", heap/1024, heap2/1024)
 	}
-	if s := r.Stats(); s.ClientsAccepted < uint64(16*rounds) {
-		t.Errorf("accepted %d clients, want %d", s.ClientsAccepted, 16*rounds)
+	if got := s.ClientsAccepted - s0.ClientsAccepted; got != uint64(16*rounds) {
+		t.Errorf("accepted %d clients, want %d", got, 16*rounds)
+	}
+	if kills, expired := s.KillsSent-s0.KillsSent, s.QuarantineExpired-s0.QuarantineExpired; opened == 0 || kills != opened || expired != opened {
+		t.Errorf("%d sessions opened, %d killed, %d expired from quarantine: want all equal", opened, kills, expired)
+	}
+	if s.ProtocolErrors != 0 || s.Evictions != 0 || s.QuarantineOverflows != 0 || s.IDCollisions != 0 {
+		t.Errorf("ProtocolErrors=%d Evictions=%d QuarantineOverflows=%d IDCollisions=%d, want 0",
+			s.ProtocolErrors, s.Evictions, s.QuarantineOverflows, s.IDCollisions)
 	}
 }
 
