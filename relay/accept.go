@@ -186,6 +186,7 @@ func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration
 	c.in.reset()
 	c.out.reset()
 	c.open, c.full, c.hup = 0, false, false
+	c.werr, c.dropped = nil, 0
 	offset := uint32(slot) * frame.Step
 	c.out.reserve(frame.LenSize + len(r.ready))
 	binary.BigEndian.PutUint32(c.out.space(), offset)
@@ -231,7 +232,7 @@ func (r *Relay) disconnect(c *conn, reason string, err error) {
 		r.stats.guestStallNanos.Add(uint64(r.loop.Now().Sub(c.fullSince)))
 	}
 	killed := r.release(c)
-	lost := c.out.len()
+	lost := c.out.len() + c.dropped
 	c.in.reset()
 	c.out.reset()
 	attrs := []any{"slot", c.slot, "reason", reason, "sessions_killed", killed,

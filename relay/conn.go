@@ -27,6 +27,14 @@ type conn struct {
 	// so after it the socket is read until EOF whatever a short read says.
 	hup bool
 
+	// werr is set when the socket refused a write (EPIPE: the peer closed or
+	// shut its read side). The client is then read until its input is
+	// drained or ends, so that what it sent before still reaches the guest,
+	// and disconnected; output for it is discarded meanwhile (dropped
+	// counts it, for the log).
+	werr    error
+	dropped int
+
 	peerUID, peerPID int32
 	since            time.Time
 
@@ -80,6 +88,18 @@ func (c *conn) flush() error {
 		c.r.stats.guestStallNanos.Add(uint64(c.r.loop.Now().Sub(c.fullSince)))
 	}
 	return nil
+}
+
+// writeFailed handles a client whose socket refused a write. Frames it sent
+// before still go to the guest, as after an EOF (it may have sent
+// core.shutdown and hung up): its socket is read until it is drained or
+// ends, and then it is disconnected (serveClient, disconnectAfterFrames).
+func (r *Relay) writeFailed(c *conn, err error) {
+	c.werr = err
+	c.dropped += c.out.len()
+	c.out.reset()
+	c.hup = true // read on after short reads: no edge may come
+	r.readable |= 1 << c.slot
 }
 
 // validID reports whether a client in slot may send a frame under id:

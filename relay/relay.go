@@ -409,8 +409,13 @@ func (r *Relay) flushDirty() {
 		if !c.live {
 			continue
 		}
+		if c.werr != nil {
+			c.dropped += c.out.len() // its socket takes no more
+			c.out.reset()
+			continue
+		}
 		if err := c.flush(); err != nil {
-			r.disconnect(c, "write failed", err)
+			r.writeFailed(c, err)
 		}
 	}
 }

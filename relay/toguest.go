@@ -130,6 +130,10 @@ func (r *Relay) serveClient(c *conn, budget *int) bool {
 		return true
 	case err == unix.EAGAIN:
 		r.readable &^= bit
+		if c.werr != nil {
+			// Its write side failed and everything it sent is in.
+			r.disconnect(c, "write failed", c.werr)
+		}
 		return true
 	case err == unix.EINTR:
 		return true
@@ -154,7 +158,11 @@ func (r *Relay) disconnectAfterFrames(c *conn) {
 		if c.in.len() > 0 {
 			r.log.Info("client left mid-frame; partial frame discarded", "slot", c.slot, "bytes", c.in.len())
 		}
-		r.disconnect(c, "closed by client", nil)
+		if c.werr != nil {
+			r.disconnect(c, "write failed", c.werr)
+		} else {
+			r.disconnect(c, "closed by client", nil)
+		}
 	}
 }
 
