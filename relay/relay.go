@@ -262,6 +262,10 @@ func (r *Relay) start() error {
 	}
 	r.loop.SetIdle(r.service)
 	r.guestWake, r.acceptPending = true, true
+	// The loop waits for an event before its first idle pass, and guest
+	// bytes that arrived after WaitReady raised none (the ring's consumer
+	// was not asleep): have the first pass run at once.
+	r.loop.Submit(func() {})
 	return nil
 }
 
