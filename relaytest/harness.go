@@ -56,6 +56,8 @@ func NewGuest(t testing.TB, capacity int) *Guest {
 	g := &Guest{Console: c, frames: make(chan []byte, 1<<16), done: make(chan struct{})}
 	go g.read()
 	t.Cleanup(func() {
+		// A test that failed while the guest was paused must not hang here.
+		g.Resume()
 		c.Backend().CloseRead()
 		<-g.done
 		c.Backend().CloseWrite()
