@@ -37,9 +37,11 @@
 //	                                       the cached core.ready
 //	+ C × MaxSessions × 44 B + 4 KiB       queued SIGKILLs (44 B each)
 //	+ 2 × C × MaxSessions × 80 B           session table: open sessions (MaxSessions
-//	                                       per client) and quarantined ones (capped
-//	                                       at C × MaxSessions, oldest released early)
-//	+ (C + 1) × MaxSessions × 100 B        the quarantine's expiry queue
+//	                                       per client) and quarantined ones (a slot's
+//	                                       open + quarantined ≤ MaxSessions: starts
+//	                                       beyond are refused, never released early)
+//	+ (C + 2) × MaxSessions × 100 B        the quarantine's expiry queue (stale
+//	                                       entries compacted past MaxSessions)
 //	+ AcceptQueue × 64 B                   waiting connections (and one fd each)
 //	+ 4096 × 1 KiB                         log records queued for the log goroutine
 //	+ 2 × ring capacity                    the console (owned by the caller)
@@ -50,10 +52,10 @@
 // process's memory. With the defaults (ClientBuffer 8 MiB, MaxSessions 4096,
 // AcceptQueue 64, 1 MiB rings, exec.log's two 4 MiB lanes in the binary):
 //
-//	192 + 12 + 2.75 + 10 + 6.6 + 0 + 4 = 227.4 MiB   the relay
+//	192 + 12 + 2.75 + 10 + 7.0 + 0 + 4 = 227.8 MiB   the relay
 //	+ 2 MiB                                          the console
 //	+ 21.1 MiB                                       exec.log
-//	= 250.5 MiB
+//	= 250.9 MiB
 //
 // That bounds live memory. The garbage collector, left to GOGC, lets the heap
 // reach twice what was live at its last cycle, and buffers outgrown, exec.log

@@ -229,8 +229,11 @@ func TestMaxFrameInPieces(t *testing.T) {
 }
 
 // TestQuarantineBounded: clients that keep leaving with sessions open cannot
-// grow the quarantine past MaxClients × MaxSessions within its timeout: the
-// oldest quarantined sessions are released early and counted.
+// grow the quarantine past MaxClients × MaxSessions: once a slot holds
+// MaxSessions sessions of departed clients, a new session start in it is
+// answered with core.exec.failed (and counted) instead of releasing a
+// quarantined session early, which would let its late output reach the new
+// client. When the guest ends those sessions, the slot takes starts again.
 func TestQuarantineBounded(t *testing.T) {
 	const maxSessions, clients = 2, 40
 	e := relaytest.Start(t, Reactor, relaytest.Config{Options: func(o *relay.Options) {
@@ -241,32 +244,58 @@ func TestQuarantineBounded(t *testing.T) {
 		return b
 	}
 	r := e.Server.(interface{ Stats() relayStats })
+	var quarantined []uint32
 	for i := range uint32(clients) {
 		c, err := e.DialErr(5 * time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
+		full := i >= frame.MaxClients // every slot holds maxSessions departed sessions by now
 		for j := range uint32(maxSessions) {
-			c.Send(t, req(c.ID(i*maxSessions+j+1))) // ids no earlier client of the slot used
+			id := c.ID(i*maxSessions + j + 1) // ids no earlier client of the slot used
+			c.Send(t, req(id))
+			if full {
+				m := relaytest.Decode(t, c.Next(t, 5*time.Second))
+				if m.ID != id || m.Type != frame.TypeExecFailed {
+					t.Fatalf("client %d: got id %d %s, want core.exec.failed for %d", i, m.ID, m.TypeName, id)
+				}
+			} else {
+				quarantined = append(quarantined, id)
+			}
 		}
 		c.Conn.Close()
 		e.Guest.Drain(5 * time.Millisecond)
+		want := uint64(min(i+1, frame.MaxClients)) * maxSessions
 		relaytest.Eventually(t, 5*time.Second, "the client's sessions to be killed", func() bool {
-			return r.Stats().KillsSent == uint64(i+1)*maxSessions
+			return r.Stats().KillsSent == want
 		})
 	}
 	const limit = frame.MaxClients * maxSessions
 	s := r.Stats()
-	if s.SessionsActive != limit || s.QuarantineOverflows != clients*maxSessions-limit || s.IDCollisions != 0 {
+	if s.SessionsActive != limit || s.QuarantineOverflows != (clients-frame.MaxClients)*maxSessions || s.IDCollisions != 0 {
 		t.Fatalf("SessionsActive=%d QuarantineOverflows=%d IDCollisions=%d, want %d, %d, 0",
-			s.SessionsActive, s.QuarantineOverflows, s.IDCollisions, limit, clients*maxSessions-limit)
+			s.SessionsActive, s.QuarantineOverflows, s.IDCollisions, limit, (clients-frame.MaxClients)*maxSessions)
+	}
+
+	// The guest ends every quarantined session: the slots are usable again.
+	for _, id := range quarantined {
+		e.Guest.SendMsg(t, id, frame.TypeExecExited, frame.ExecExited{Code: 137})
+	}
+	relaytest.Eventually(t, 5*time.Second, "the quarantine to empty", func() bool {
+		return r.Stats().SessionsActive == 0
+	})
+	c := e.Dial(t)
+	id := c.ID(1000)
+	c.Send(t, req(id))
+	if got := relaytest.Decode(t, e.Guest.Next(t, 5*time.Second)); got.ID != id || got.Type != frame.TypeExecRequest {
+		t.Fatalf("guest got id %d %s, want the exec.request %d", got.ID, got.TypeName, id)
 	}
 }
 
 // TestMemoryBoundDefaults pins the figure relay/doc.go states for the
 // defaults, so that a change of a default or of the formula updates the doc.
 func TestMemoryBoundDefaults(t *testing.T) {
-	const want = 227.4
+	const want = 227.8
 	if got := float64(relay.Options{}.MemoryBound()) / (1 << 20); got < want-0.05 || got > want+0.05 {
 		t.Fatalf("MemoryBound with the defaults is %.2f MiB; doc.go says %.1f MiB", got, want)
 	}

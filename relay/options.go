@@ -95,7 +95,7 @@ const (
 // every buffer at its bound and every table full, by the formula in the
 // package documentation. It counts the console's rings when o.Console is
 // set, and not the exec.log writer, whose owner adds
-// execlog.Writer.MemoryBound. With the defaults it is 227.4 MiB, plus 2 MiB
+// execlog.Writer.MemoryBound. With the defaults it is 227.8 MiB, plus 2 MiB
 // for a console of ring.DefaultCapacity.
 func (o Options) MemoryBound() int64 {
 	o.setDefaults()
@@ -106,7 +106,7 @@ func (o Options) MemoryBound() int64 {
 		3*frame.MaxFrame + // guest staging buffer, spill, cached core.ready
 		sessions*int64(len(kill)) + 4096 + // queued SIGKILLs
 		2*sessions*sessionEntryBytes + // session table: open and quarantined
-		(sessions+int64(o.MaxSessions))*qentryBytes + // quarantine FIFO
+		(sessions+2*int64(o.MaxSessions))*qentryBytes + // quarantine FIFO, stale entries compacted
 		int64(o.AcceptQueue)*waiterBytes + // waiting connections
 		logQueueLen*logRecordBytes // log queue
 	if c := o.Console; c != nil && c.Tx != nil && c.Rx != nil {

@@ -37,12 +37,23 @@ func (r *Relay) openSession(c *conn, f frame.Frame) bool {
 		// another id.
 		r.stats.idCollisions.Add(1)
 		r.log.Warn("session start refused: id still quarantined", "slot", c.slot, "id", f.ID)
-		r.refuseStart(c, f)
+		r.refuseStart(c, f, msgIDQuarantined)
 		return false
 	}
 	if !ok {
 		if c.open >= r.opt.MaxSessions {
 			r.protocolError(c, errTooManySessions)
+			return false
+		}
+		if c.open+c.quarantined >= r.opt.MaxSessions {
+			// The slot's earlier clients left that many sessions the guest
+			// has not ended yet. Refusing here, not releasing the oldest,
+			// bounds the quarantine at MaxClients × MaxSessions without
+			// ever letting a departed client's late output reach this one.
+			r.stats.quarantineOverflows.Add(1)
+			r.log.Warn("session start refused: slot's quarantine full", "slot", c.slot, "id", f.ID,
+				"quarantined", c.quarantined)
+			r.refuseStart(c, f, msgQuarantineFull)
 			return false
 		}
 		s = session{slot: uint8(c.slot)}
@@ -64,9 +75,14 @@ func (e relayError) Error() string { return string(e) }
 
 const errTooManySessions = relayError("too many open sessions")
 
+// Why a session start was refused, as the client's SDK reports it.
+const (
+	msgIDQuarantined  = "relay: correlation id is still in use by a departed client's session; retry with another id"
+	msgQuarantineFull = "relay: too many sessions of this slot's departed clients are still running in the guest; retry later"
+)
+
 // refuseStart answers a refused session start on the guest's behalf.
-func (r *Relay) refuseStart(c *conn, f frame.Frame) {
-	const msg = "relay: correlation id is still in use by a departed client's session; retry with another id"
+func (r *Relay) refuseStart(c *conn, f frame.Frame, msg string) {
 	var reply []byte
 	var err error
 	if p, perr := frame.Peek(f.Body); perr == nil && p.Type == frame.TypeFsRequest {
@@ -122,36 +138,37 @@ func (r *Relay) release(c *conn) int {
 		n++
 	}
 	c.open = 0
-	r.trimQuarantine()
+	r.compactQuarantine()
 	if !r.qTimer.Scheduled() && len(r.quarantine) > 0 {
 		r.loop.Schedule(&r.qTimer, r.quarantine[0].deadline, r.expireQuarantine)
 	}
 	return n
 }
 
-// trimQuarantine keeps the quarantine to MaxClients × MaxSessions entries,
-// as many sessions as all clients may have open at once. Without the cap it
-// would grow with how fast clients leave with sessions open, for up to
-// QuarantineTimeout, and memory would not be bounded. Past the cap the
-// oldest quarantined sessions, SIGKILLed first, are released early.
-func (r *Relay) trimQuarantine() {
-	excess := len(r.quarantine) - frame.MaxClients*r.opt.MaxSessions
-	if excess <= 0 {
+// compactQuarantine drops the expiry entries of sessions that ended before
+// expiring. The live entries are bounded (each slot holds at most
+// MaxSessions sessions, open or quarantined), but without compaction stale
+// ones would accumulate for QuarantineTimeout at the rate clients leave and
+// the guest ends their sessions. Compacting only once more than MaxSessions
+// entries are stale keeps the queue under (MaxClients + 2) × MaxSessions
+// entries and the work amortised to at most MaxClients + 2 entries visited
+// per entry added.
+func (r *Relay) compactQuarantine() {
+	live := 0
+	for i := range r.conns {
+		live += r.conns[i].quarantined
+	}
+	if len(r.quarantine) <= live+r.opt.MaxSessions {
 		return
 	}
-	released := 0
-	for _, e := range r.quarantine[:excess] {
+	keep := r.quarantine[:0]
+	for _, e := range r.quarantine {
 		if s, ok := r.sessions[e.id]; ok && s.quarantined && s.qseq == e.seq {
-			r.endSession(e.id, s)
-			released++
+			keep = append(keep, e)
 		}
 	}
-	r.quarantine = append(r.quarantine[:0], r.quarantine[excess:]...)
-	if released > 0 {
-		r.stats.quarantineOverflows.Add(uint64(released))
-		r.log.Warn("quarantine full: oldest quarantined sessions released early",
-			"sessions", released, "max", frame.MaxClients*r.opt.MaxSessions)
-	}
+	clear(r.quarantine[len(keep):])
+	r.quarantine = keep
 }
 
 // queueKill queues core.exec.signal {signal: 9} under id for the guest. The

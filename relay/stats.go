@@ -43,8 +43,8 @@ type Stats struct {
 	NoClientDrops     uint64 // guest frames for a slot with no client
 	QuarantineDrops   uint64 // guest frames for a departed client's session
 	QuarantineExpired uint64 // quarantined sessions the guest never ended
-	// QuarantineOverflows counts quarantined sessions released before
-	// QuarantineTimeout because the quarantine held MaxClients × MaxSessions.
+	// QuarantineOverflows counts session starts refused because the slot's
+	// sessions, open plus quarantined, reached MaxSessions.
 	QuarantineOverflows uint64
 
 	CorruptIncidents uint64 // times the guest stream had to be resynchronised
