@@ -56,6 +56,7 @@ func serve(args []string) int {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
 	slog.SetDefault(log)
+	reserveProcs()
 	if err := run(log, *socket, spec, *execLog, readyTimeout, *debugAddr, *impl); err != nil {
 		log.Error("relay failed", "err", err)
 		return 1
