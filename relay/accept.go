@@ -248,5 +248,8 @@ func (r *Relay) disconnect(c *conn, reason string, err error) {
 	} else {
 		r.log.Info("client disconnected", attrs...)
 	}
-	r.serveWaiters()
+	// The slot goes to a waiting connection in the idle pass, not here: the
+	// caller may still be working on c (forwardFrames after a protocol
+	// error) and must not find it live again with another client in it.
+	r.waitersDue = true
 }

@@ -63,6 +63,7 @@ type Relay struct {
 	acceptPending         bool
 	acceptRetry           reactor.Timer
 	waiters               []waiter
+	waitersDue            bool // a slot was freed: serveWaiters in the idle pass
 	waitTimer             reactor.Timer
 	guestWake, guestEnded bool
 	stalled               int // slot whose full buffer holds up the guest stream, or -1
@@ -361,6 +362,10 @@ func (r *Relay) service(now time.Time) bool {
 	}
 	if r.ctl.len() > 0 && !r.rxBlocked {
 		r.writeRx() // SIGKILLs queued by disconnects in this pass
+	}
+	if r.waitersDue {
+		r.waitersDue = false
+		r.serveWaiters() // slots freed in this pass; the handshakes go out below
 	}
 	stalledQueue := -1
 	if r.stalled >= 0 {
