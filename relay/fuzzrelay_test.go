@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -256,9 +257,13 @@ func runRelayFuzz(t *testing.T, data []byte) {
 }
 
 func (h *fuzzHarness) logf(format string, args ...any) {
+	n := h.log.Len()
 	fmt.Fprintf(&h.log, "%2d: ", h.op)
 	fmt.Fprintf(&h.log, format, args...)
 	h.log.WriteByte('\n')
+	if *fuzzRelayTrace {
+		os.Stderr.WriteString(h.log.String()[n:]) // as it happens: a relay panic ends the process
+	}
 }
 
 func (h *fuzzHarness) fatalf(format string, args ...any) {
@@ -1136,6 +1141,19 @@ func fuzzRelaySeeds() [][]byte {
 			send(3, execReq, 2, false, 0, 0),
 			guest(client(3), 0, 1, false, 5),
 			resume,
+		),
+		// A client over its session limit is disconnected while a
+		// connection waits: the waiter gets the slot at once, and the
+		// relay must not go on with the departed client's frames in it.
+		fuzzSeed(0,
+			connect,
+			fuzzOp{opFill, 15},
+			connect, // waits
+			send(0, execReq, 1, false, 0, 0),
+			send(0, execReq, 1, false, 0, 0),
+			send(0, execReq, 2, false, 0, 0), // a third session: protocol error
+			send(0, execReq, 2, false, 0, 0), // the waiter, in slot 0
+			guest(client(0), 0, 1, false, 5),
 		),
 		// Foreign ids and bad lengths, with valid frames before (forwarded)
 		// and after (not).
