@@ -304,3 +304,37 @@ func TestMemoryBoundDefaults(t *testing.T) {
 		t.Fatalf("doubling ClientBuffer adds %d bytes, want 16 × 8 MiB", double)
 	}
 }
+
+// TestNoInjectionIntoDepartedSession: a client that inherits a slot whose
+// previous client left a session running (quarantined, SIGKILLed, not yet
+// ended by the guest) cannot send stdin, signals or a TERMINAL into that
+// session: the frame is refused like a foreign id, the client disconnected,
+// and nothing of it reaches the guest.
+func TestNoInjectionIntoDepartedSession(t *testing.T) {
+	e := relaytest.Start(t, Reactor, relaytest.Config{})
+	r := e.Server.(interface{ Stats() relayStats })
+	clients := make([]*relaytest.Client, frame.MaxClients)
+	for i := range clients {
+		clients[i] = e.Dial(t)
+	}
+	victim := clients[3]
+	id := victim.ID(7)
+	victim.SendMsg(t, id, frame.TypeExecRequest, frame.ExecRequest{Cmd: "sh", Args: []string{}, Env: []string{}, Rlimits: []frame.Rlimit{}})
+	if m := relaytest.Decode(t, e.Guest.Next(t, 5*time.Second)); m.ID != id {
+		t.Fatalf("guest got id %d, want the victim's request %d", m.ID, id)
+	}
+	victim.Conn.Close()
+	if m := relaytest.Decode(t, e.Guest.Next(t, 5*time.Second)); m.ID != id || m.Type != frame.TypeExecSignal {
+		t.Fatalf("guest got id %d %s, want the SIGKILL for %d", m.ID, m.TypeName, id)
+	}
+	heir := e.Dial(t) // the only free slot is the victim's
+	if heir.Slot() != victim.Slot() {
+		t.Fatalf("heir got slot %d, want %d", heir.Slot(), victim.Slot())
+	}
+	heir.SendMsg(t, id, frame.TypeExecStdin, frame.ExecStdin{Data: []byte("rm -rf /\n")})
+	heir.Closed(t, 5*time.Second)
+	e.Guest.Quiet(t, 200*time.Millisecond)
+	if s := r.Stats(); s.ProtocolErrors != 1 {
+		t.Fatalf("ProtocolErrors=%d, want 1", s.ProtocolErrors)
+	}
+}

@@ -269,6 +269,10 @@ func (m *model) clientFrame(c *mConn, raw []byte) {
 		m.protocolError(c, fmt.Sprintf("frame id %d flags %#x outside slot %d's range", id, flags, c.slot))
 		return
 	}
+	if s := m.sessions[id]; flags&frame.FlagSessionStart == 0 && s != nil && s.quarantined {
+		m.protocolError(c, fmt.Sprintf("frame id %d addresses a departed client's session", id))
+		return
+	}
 	if flags&(frame.FlagSessionStart|frame.FlagTerminal) != 0 && m.paused {
 		c.pSess = true
 	}

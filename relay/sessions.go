@@ -99,6 +99,12 @@ func (r *Relay) refuseStart(c *conn, f frame.Frame, msg string) {
 	r.dirty |= 1 << c.slot
 }
 
+// quarantinedID reports whether id names a departed client's session.
+func (r *Relay) quarantinedID(id uint32) bool {
+	s, ok := r.sessions[id]
+	return ok && s.quarantined
+}
+
 // closeClientSession handles a client's own TERMINAL frame.
 func (r *Relay) closeClientSession(c *conn, id uint32) {
 	if s, ok := r.sessions[id]; ok && !s.quarantined && int(s.slot) == c.slot {

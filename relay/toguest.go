@@ -184,6 +184,14 @@ func (r *Relay) forwardFrames(c *conn) bool {
 			r.protocolError(c, fmt.Errorf("frame id %d (flags %#x) outside the client's range [%d, %d)", f.ID, f.Flags, lo+1, lo+frame.Step))
 			return true
 		}
+		if f.Flags&frame.FlagSessionStart == 0 && c.quarantined > 0 && r.quarantinedID(f.ID) {
+			// stdin, a signal or a TERMINAL for a departed client's
+			// session, still dying in the guest: as foreign as another
+			// slot's id. (Checked only while the slot holds such
+			// sessions, so the common case costs no lookup.)
+			r.protocolError(c, fmt.Errorf("frame id %d (flags %#x) addresses a departed client's session", f.ID, f.Flags))
+			return true
+		}
 		if f.Flags&frame.FlagSessionStart != 0 && !r.openSession(c, f) {
 			if c.live {
 				c.in.consume(len(f.Raw)) // refused and answered; next frame
