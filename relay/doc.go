@@ -8,7 +8,8 @@
 //   - Client → guest: each client has an input buffer of at most one frame
 //     (allocated with its slot, grown on demand, see below); complete
 //     frames are checked (the id must lie in the client's own range, or be 0
-//     with SHUTDOWN), session-tracked and copied into the console's Rx ring
+//     with SHUTDOWN, and must not name a session a departed client of the
+//     slot left running), session-tracked and copied into the console's Rx ring
 //     whole, one client at a time, round-robin. When Rx is full the relay
 //     stops reading clients (their sockets push back) and resumes where it
 //     left off when the guest drains it: nothing is ever dropped.
