@@ -1,22 +1,27 @@
 # The project's entry points. `make test` is what CI runs (via .ci/run).
 GO        ?= go
 PKGS      ?= ./...
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME  ?= 30s
 SHORTFUZZ ?= 2s
 BENCHCOUNT ?= 6
 SOAKTIME  ?= 10m
 OUT       ?= out
 
-.PHONY: all build test vet fmt-check unit fuzz-seeds fuzz soak bench profile run clean
+.PHONY: all build test vet fmt-check tidy-check staticcheck deps-check unit fuzz-seeds fuzz soak bench profile run clean
 
 all: build
 
 build:
 	$(GO) build -o bin/relay ./cmd/relay
+	$(GO) build -o bin/relay-baseline ./cmd/relay-baseline
 
-# vet + gofmt + race tests (which also run every fuzz target's seed corpus)
-# + a short coverage-guided run of every fuzz target.
-test: vet fmt-check unit fuzz-seeds
+# Static checks, then the race tests (which also run every fuzz target's seed
+# corpus), then a short coverage-guided run of every fuzz target; each step's
+# duration is printed.
+TEST_STEPS ?= vet fmt-check tidy-check staticcheck deps-check unit fuzz-seeds
+test:
+	@bash scripts/steps.sh $(TEST_STEPS)
 
 vet:
 	$(GO) vet $(PKGS)
@@ -24,6 +29,26 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# go.mod and go.sum are exactly what go mod tidy makes.
+tidy-check:
+	@cp go.mod /tmp/go.mod.$$$$ && cp go.sum /tmp/go.sum.$$$$; \
+	$(GO) mod tidy; \
+	if ! cmp -s go.mod /tmp/go.mod.$$$$ || ! cmp -s go.sum /tmp/go.sum.$$$$; then \
+		diff -u /tmp/go.mod.$$$$ go.mod; diff -u /tmp/go.sum.$$$$ go.sum | head -20; \
+		cp /tmp/go.mod.$$$$ go.mod; cp /tmp/go.sum.$$$$ go.sum; rm -f /tmp/go.*.$$$$; \
+		echo "go mod tidy changes go.mod or go.sum: run it and commit"; exit 1; fi; \
+	rm -f /tmp/go.*.$$$$
+
+# staticcheck at a pinned version, through the module proxy.
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
+
+# The relay binary links only what the relay uses: no benchmark code, no
+# plotting, no eBPF.
+deps-check:
+	@bad=$$($(GO) list -deps ./cmd/relay | grep -E 'gonum\.org|cilium/ebpf|/bench($$|/)' || true); \
+	if [ -n "$$bad" ]; then echo "cmd/relay links:"; echo "$$bad"; exit 1; fi
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)

@@ -34,25 +34,33 @@ type registry struct {
 	m   map[string]*Target
 }
 
-// relayBinary finds bin/relay: $RELAY_BIN, or ../bin/relay from this
-// package's directory (where `make build` puts it).
-func relayBinary() (string, error) {
-	if p := os.Getenv("RELAY_BIN"); p != "" {
+// relayBinary finds the binary of impl: bin/relay for the reactor,
+// bin/relay-baseline for the goroutine baseline; $RELAY_BIN or
+// $RELAY_BASELINE_BIN, else ../bin/ from this package's directory (where
+// `make build` puts them).
+func relayBinary(impl string) (string, error) {
+	env, name := "RELAY_BIN", "relay"
+	if impl == Goroutine {
+		env, name = "RELAY_BASELINE_BIN", "relay-baseline"
+	}
+	if p := os.Getenv(env); p != "" {
 		return p, nil
 	}
-	p, err := filepath.Abs(filepath.Join("..", "bin", "relay"))
+	p, err := filepath.Abs(filepath.Join("..", "bin", name))
 	if err != nil {
 		return "", err
 	}
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("no relay binary (run `make build` or set RELAY_BIN): %w", err)
+		return "", fmt.Errorf("no %s binary (run `make build` or set %s): %w", name, env, err)
 	}
 	return p, nil
 }
 
 // get returns the running target impl (with exec.log if execLog), starting
-// it if need be; it skips tb if the target cannot run here.
-func (r *registry) get(tb testing.TB, impl string, execLog bool, relay string) *Target {
+// it if need be; it skips tb if the target cannot run here. bin is the
+// directory holding relay and relay-baseline, or empty for relayBinary's
+// choice.
+func (r *registry) get(tb testing.TB, impl string, execLog bool, bin string) *Target {
 	tb.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -83,13 +91,17 @@ func (r *registry) get(tb testing.TB, impl string, execLog bool, relay string) *
 		}
 		cfg.Floor = exe
 	} else {
-		if relay == "" {
+		if bin != "" {
+			cfg.Relay = filepath.Join(bin, "relay")
+			if impl == Goroutine {
+				cfg.Relay = filepath.Join(bin, "relay-baseline")
+			}
+		} else {
 			var err error
-			if relay, err = relayBinary(); err != nil {
+			if cfg.Relay, err = relayBinary(impl); err != nil {
 				tb.Skip(err)
 			}
 		}
-		cfg.Relay = relay
 	}
 	t, err := Start(cfg)
 	if err != nil {

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // Counter counts the whole frames in a byte stream fed in chunks of any

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // stream returns n frames of size bytes under consecutive ids from first.

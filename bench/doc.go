@@ -1,6 +1,6 @@
 // Package bench holds the benchmark suite that compares, in one run, the
-// reactor relay (bin/relay --impl reactor), the goroutine-per-connection
-// baseline (bin/relay --impl goroutine) and the physical floor (a bare
+// reactor relay (bin/relay), the goroutine-per-connection
+// baseline (bin/relay-baseline) and the physical floor (a bare
 // Unix-socket echo with no relay in between).
 //
 // Every target is a separate process driven by the same raw-socket client

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // ExactFrame returns one whole frame of exactly size bytes, length prefix

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 func TestExactFrame(t *testing.T) {

@@ -77,9 +77,11 @@ func TestWorkloadsRelays(t *testing.T) {
 	if err != nil {
 		t.Skip("no go command to build cmd/relay with")
 	}
-	relay := filepath.Join(t.TempDir(), "relay")
-	if out, err := exec.Command(gobin, "build", "-o", relay, "agentrelay/cmd/relay").CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/relay: %v\n%s", err, out)
+	bin := t.TempDir()
+	for _, name := range []string{"relay", "relay-baseline"} {
+		if out, err := exec.Command(gobin, "build", "-o", filepath.Join(bin, name), "github.com/agentrelay/agentrelay/cmd/"+name).CombinedOutput(); err != nil {
+			t.Fatalf("go build cmd/%s: %v\n%s", name, err, out)
+		}
 	}
 	for _, w := range Workloads {
 		for _, impl := range w.Targets {
@@ -87,7 +89,7 @@ func TestWorkloadsRelays(t *testing.T) {
 				continue
 			}
 			t.Run(w.Name+"/impl="+impl, func(t *testing.T) {
-				target := targets.get(t, impl, w.ExecLog, relay)
+				target := targets.get(t, impl, w.ExecLog, bin)
 				smoke(t, w, target)
 				if w.ExecLog {
 					waitExecLog(t, filepath.Join(target.Dir, target.Name(), "exec.log"))

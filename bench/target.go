@@ -12,20 +12,20 @@ import (
 	"syscall"
 	"time"
 
-	"agentrelay/bench/kcount"
+	"github.com/agentrelay/agentrelay/bench/kcount"
 )
 
 // The targets a workload runs against.
 const (
-	Reactor   = "reactor"   // bin/relay --impl reactor --guest echo
-	Goroutine = "goroutine" // bin/relay --impl goroutine --guest echo
+	Reactor   = "reactor"   // bin/relay --guest echo
+	Goroutine = "goroutine" // bin/relay-baseline --guest echo
 	Floor     = "floor"     // ServeFloor: a bare Unix-socket echo
 )
 
 // Config says how to start a target.
 type Config struct {
 	Impl    string // Reactor, Goroutine or Floor
-	Relay   string // path of bin/relay, for the relays
+	Relay   string // path of bin/relay or bin/relay-baseline, for the relays
 	Floor   string // path of an executable that calls ServeFloor when FloorEnv is set
 	Dir     string // where the socket, the log and exec.log go
 	ExecLog bool   // run the relay with --exec-log Dir/<name>-execlog
@@ -78,7 +78,7 @@ func Start(cfg Config) (*Target, error) {
 			return nil, err
 		}
 		t.DebugAddr = addr
-		args := []string{"serve", "--socket", t.Socket, "--guest", "echo", "--impl", cfg.Impl,
+		args := []string{"serve", "--socket", t.Socket, "--guest", "echo",
 			"--debug-addr", addr, "--ready-timeout", "10s"}
 		if cfg.ExecLog {
 			dir := filepath.Join(cfg.Dir, name)

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // Kind is the shape of a workload.

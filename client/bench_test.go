@@ -5,7 +5,7 @@ import (
 	"io"
 	"testing"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // echoGuest answers every frame the client sends with a TERMINAL exited

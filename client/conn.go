@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // ErrClosed is what pending and later calls see once Close was called.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 func connect(t testing.TB, r *fakeRelay) *Conn {

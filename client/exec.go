@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // StdinChunk is the most stdin data Exec puts into one core.exec.stdin frame.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 func testCtx(t *testing.T) context.Context {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // FuzzHandshake plays a relay that writes arbitrary bytes as its handshake

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // readyVector is the "ready" frame of vectors/protocol-v0.4.4.json, as the

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // StreamBuffer is how many bytes of undelivered frames one Stream holds

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // TestConcurrentRequests runs many Requests at once on one Conn while the

@@ -8,8 +8,8 @@ import (
 	"syscall"
 	"time"
 
-	"agentrelay/frame"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // Warning is what a binary running the builtin guest should log: the Agent

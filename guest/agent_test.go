@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // startAgent runs an Agent on a fresh console with the test as the host.

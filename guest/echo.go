@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"agentrelay/frame"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // DefaultReady returns a core.ready frame with plausible boot timings (a

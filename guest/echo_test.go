@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // randomFrames builds n frames with random ids, flags and bodies of up to

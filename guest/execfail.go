@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // Stages reported in core.exec.failed: where starting the command failed.

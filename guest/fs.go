@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"syscall"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // fsChunk is the size of the core.fs.data chunks Read sends (the protocol

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // fsCall sends one fs request and returns the data chunks and the response.

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // testHost plays the relay's side of a console: it consumes Tx into

@@ -7,7 +7,7 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // openPTY opens a pseudo-terminal of rows×cols (0 means the protocol's

@@ -8,7 +8,7 @@ import (
 	"net"
 	"sync"
 
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // Pump connects a real guest's console connection to c: guest bytes from

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // A session is one running command.

@@ -6,7 +6,7 @@ import (
 	"net"
 	"time"
 
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // Options configure Start.

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // sockPath returns a socket path short enough for sockaddr_un.

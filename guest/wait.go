@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // errStopped is what a wait returns once its stopper fired. Callers turn it

@@ -17,12 +17,11 @@ func newBuffer(initial, max int) buffer {
 	return buffer{b: make([]byte, initial), max: max}
 }
 
-func (q *buffer) len() int        { return q.w - q.r }
-func (q *buffer) bytes() []byte   { return q.b[q.r:q.w] }
-func (q *buffer) space() []byte   { return q.b[q.w:] }
-func (q *buffer) commit(n int)    { q.w += n }
-func (q *buffer) reset()          { q.r, q.w = 0, 0 }
-func (q *buffer) fits(n int) bool { return q.w-q.r+n <= q.max }
+func (q *buffer) len() int      { return q.w - q.r }
+func (q *buffer) bytes() []byte { return q.b[q.r:q.w] }
+func (q *buffer) space() []byte { return q.b[q.w:] }
+func (q *buffer) commit(n int)  { q.w += n }
+func (q *buffer) reset()        { q.r, q.w = 0, 0 }
 
 func (q *buffer) consume(n int) {
 	q.r += n

@@ -3,8 +3,8 @@ package relay_test
 import (
 	"testing"
 
-	"agentrelay/relay"
-	"agentrelay/relaytest"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/relaytest"
 )
 
 // Reactor is the reactor relay as the conformance suite sees it.

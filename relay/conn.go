@@ -5,8 +5,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"agentrelay/frame"
-	"agentrelay/reactor"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/reactor"
 )
 
 // conn is one client slot. The 16 slots are allocated once with the relay and

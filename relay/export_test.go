@@ -5,7 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"agentrelay/reactor"
+	"github.com/agentrelay/agentrelay/reactor"
 )
 
 // Hooks for the fault tests of package relay_test (which cannot live in

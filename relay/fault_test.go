@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
-	"agentrelay/relay"
-	"agentrelay/relaytest"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/relaytest"
 )
 
 var churnFor = flag.Duration("churn", 0, "how long TestChurn runs (default 1m, 5s with -short; longer for a soak: make soak)")

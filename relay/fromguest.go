@@ -3,8 +3,8 @@ package relay
 import (
 	"time"
 
-	"agentrelay/execlog"
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/execlog"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // Guest → client. Frames are routed by id range straight from the Tx ring

@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
-	"agentrelay/relay"
-	"agentrelay/relaytest"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/relaytest"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // FuzzRelay is a stateful fuzz of the relay against the reference model in

@@ -3,8 +3,8 @@ package relay
 import (
 	"encoding/binary"
 
-	"agentrelay/frame"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // guestReader takes whole frames off the guest's Tx ring. A frame that lies

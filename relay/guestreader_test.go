@@ -6,8 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"agentrelay/frame"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // drive feeds stream into a small ring in chunks and collects what the

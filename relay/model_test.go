@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 
-	"agentrelay/frame"
-	"agentrelay/relay"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/relay"
 )
 
 // A reference model of the relay for FuzzRelay: what PROTOCOL.md and the

@@ -4,9 +4,9 @@ import (
 	"log/slog"
 	"time"
 
-	"agentrelay/execlog"
-	"agentrelay/frame"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/execlog"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // Options configures a Relay. Zero values take the defaults documented on

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/relay"
-	"agentrelay/relaytest"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/relaytest"
 )
 
 // TestPeerNotAllowed: a peer whose uid is not on the allow-list is closed

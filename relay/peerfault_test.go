@@ -12,10 +12,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"agentrelay/frame"
-	"agentrelay/guest"
-	"agentrelay/relay"
-	"agentrelay/relaytest"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/guest"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/relaytest"
 )
 
 // Peers that fail: EPIPE and ECONNRESET as the relay really gets them from

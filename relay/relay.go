@@ -11,10 +11,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"agentrelay/execlog"
-	"agentrelay/frame"
-	"agentrelay/reactor"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/execlog"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/reactor"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // ErrGuestClosed is returned by Run when the guest's stream ended.

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
-	"agentrelay/relay"
-	"agentrelay/relaytest"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/relaytest"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // TestRingFullForSeconds: the guest stops reading its console for 3 s while

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // session is what the relay knows of one open session: whose it is, whether

@@ -16,11 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
-	"agentrelay/guest"
-	"agentrelay/relay"
-	"agentrelay/relaytest"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/guest"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/relaytest"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 var soakFor = flag.Duration("soak", 60*time.Second, "how long TestSoak runs (minutes or hours for a real soak)")

@@ -25,11 +25,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"agentrelay/frame"
-	"agentrelay/guest"
-	"agentrelay/relay"
-	"agentrelay/relaytest"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/guest"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/relaytest"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // Syscall fault injection and a real signal storm. Both run checksummed,

@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // Client → guest. Frames are forwarded whole, one at a time, so frames of

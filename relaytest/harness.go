@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
-	"agentrelay/relay"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // Server is what an implementation offers the suite: the embedding API of

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
-	"agentrelay/relay"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/relay"
 )
 
 // testNoDrop fills a 4 KiB Rx ring from two clients while the guest is not

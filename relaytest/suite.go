@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/execlog"
-	"agentrelay/frame"
-	"agentrelay/relay"
+	"github.com/agentrelay/agentrelay/execlog"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/relay"
 )
 
 const wait = 5 * time.Second

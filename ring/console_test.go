@@ -30,7 +30,7 @@ func TestNewConsole(t *testing.T) {
 	if c.Tx == c.Rx {
 		t.Fatal("Tx and Rx are the same ring")
 	}
-	if c.Backend() != c.Backend() {
+	if b1, b2 := c.Backend(), c.Backend(); b1 != b2 {
 		t.Fatal("Backend returns different values")
 	}
 }

@@ -20,9 +20,8 @@ cd "$root"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-if [ ! -x bin/relay ]; then
-	$go build -o bin/relay ./cmd/relay
-fi
+$go build -o bin/relay ./cmd/relay
+$go build -o bin/relay-baseline ./cmd/relay-baseline
 $go test -c -o "$out/bench.test" ./bench
 
 raw="$out/bench.txt"
@@ -40,7 +39,7 @@ for i in $(seq 1 "$count"); do
 	# From bench/, as go test would run it. A failed benchmark (a target
 	# that lost a frame or hung) fails its round but not the rounds after:
 	# its target is restarted, and the failure is reported at the end.
-	if ! (cd bench && RELAY_BIN="$root/bin/relay" "$out/bench.test" \
+	if ! (cd bench && RELAY_BIN="$root/bin/relay" RELAY_BASELINE_BIN="$root/bin/relay-baseline" "$out/bench.test" \
 		-test.run '^$' -test.bench '^BenchmarkRelay$' -test.benchtime "$benchtime" \
 		-test.count 1 -test.timeout 30m) | tee -a "$raw"; then
 		failed=$((failed + 1))

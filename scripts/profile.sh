@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # profile.sh OUT: CPU and allocation profiles of the reactor relay process
 # under the stream workloads (64 B and 64 KiB frames) and the 16-client
-# fan-in. For each, it starts bin/relay --impl reactor --guest echo with a
+# fan-in. For each, it starts bin/relay --guest echo with a
 # debug endpoint, hands it to the benchmark binary (AGENTRELAY_BENCH_ATTACH)
 # running that one workload for PROFTIME+10 s, and meanwhile fetches
 # /debug/pprof/profile?seconds=PROFTIME and /debug/pprof/allocs (after forced GCs) before and
@@ -22,9 +22,8 @@ cd "$root"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-if [ ! -x bin/relay ]; then
-	$go build -o bin/relay ./cmd/relay
-fi
+$go build -o bin/relay ./cmd/relay
+$go build -o bin/relay-baseline ./cmd/relay-baseline
 $go test -c -o "$out/bench.test" ./bench
 
 tmp=$(mktemp -d /tmp/relayprof.XXXXXX)
@@ -49,7 +48,7 @@ profile() {
 	local name=$1 pattern=$2
 	echo "== $name" >&2
 	local sock="$tmp/$name.sock" log="$out/$name.relay.log"
-	GODEBUG=memprofilerate=1 "$root/bin/relay" serve --socket "$sock" --guest echo --impl reactor \
+	GODEBUG=memprofilerate=1 "$root/bin/relay" serve --socket "$sock" --guest echo \
 		--debug-addr 127.0.0.1:0 2> "$log" &
 	relay_pid=$!
 	local addr=

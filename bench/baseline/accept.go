@@ -6,7 +6,7 @@ import (
 	"net"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // acceptLoop is the original's accept loop: take the lowest free slot, write

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/relay"
-	"agentrelay/relaytest"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/relaytest"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // benchRelay runs a baseline relay whose guest echoes every byte it is sent,

@@ -7,7 +7,7 @@ import (
 	"net"
 	"sync/atomic"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // client is the original's ClientState plus the two halves of its

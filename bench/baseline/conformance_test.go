@@ -3,8 +3,8 @@ package baseline
 import (
 	"testing"
 
-	"agentrelay/relay"
-	"agentrelay/relaytest"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/relaytest"
 )
 
 // Goroutine is the baseline as the conformance suite sees it.

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // guestReader is the original's ring_reader_task: sleep on the Tx ring's

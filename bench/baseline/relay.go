@@ -14,9 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"agentrelay/frame"
-	"agentrelay/relay"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // The original's constants.

@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
-	"agentrelay/relay"
-	"agentrelay/relaytest"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/relaytest"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 const wait = 5 * time.Second

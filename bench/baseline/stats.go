@@ -3,7 +3,7 @@ package baseline
 import (
 	"sync/atomic"
 
-	"agentrelay/relay"
+	"github.com/agentrelay/agentrelay/relay"
 )
 
 // counters are written by the relay's goroutines and read by anyone.

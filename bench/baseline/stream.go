@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"slices"
 
-	"agentrelay/frame"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // readChunk is how much room fill makes before each read from the ring. The

@@ -6,8 +6,8 @@ import (
 	"io"
 	"testing"
 
-	"agentrelay/frame"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 // feed appends chunk as if fill had read it.

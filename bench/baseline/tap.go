@@ -4,8 +4,8 @@ import (
 	"context"
 	"log/slog"
 
-	"agentrelay/execlog"
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/execlog"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // sessionInfo is what the exec.log tap knows of an exec session: the

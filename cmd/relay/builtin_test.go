@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/guest"
+	"github.com/agentrelay/agentrelay/guest"
 )
 
 // The builtin guest runs commands as host processes with the relay's

@@ -2,7 +2,7 @@
 // up to 16 clients on a Unix socket onto the byte stream of a guest's console.
 //
 //	relay [serve] --socket PATH --guest SPEC [--exec-log DIR]
-//	      [--ready-timeout DUR] [--debug-addr ADDR] [--impl reactor|goroutine]
+//	      [--ready-timeout DUR] [--debug-addr ADDR]
 //	relay exec --socket PATH [-t] [-e K=V]… [-w DIR] -- CMD [ARGS…]
 //	relay stats --debug-addr ADDR
 //

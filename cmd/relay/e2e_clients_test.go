@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // dialRelay connects to the binary and reads the 0.4.4 handshake.

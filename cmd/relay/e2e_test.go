@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/frame"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // The tests build the real binary once and run it as a child process.

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"agentrelay/client"
+	"github.com/agentrelay/agentrelay/client"
 )
 
 // execCmd runs one command through a relay and exits with its code.

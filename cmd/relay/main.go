@@ -2,10 +2,9 @@ package main
 
 import (
 	"fmt"
+	"github.com/agentrelay/agentrelay/cmd/internal/serve"
 	"os"
-	"strconv"
 	"strings"
-	"time"
 )
 
 func main() {
@@ -17,7 +16,7 @@ func main() {
 	var code int
 	switch cmd {
 	case "serve":
-		code = serve(args)
+		code = serve.Main("relay", serve.Reactor, args)
 	case "exec":
 		code = execCmd(args)
 	case "stats":
@@ -34,42 +33,12 @@ func main() {
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:
-  relay [serve] --socket PATH --guest SPEC [--exec-log DIR] [--ready-timeout DUR] [--debug-addr ADDR] [--impl reactor|goroutine]
+  relay [serve] --socket PATH --guest SPEC [--exec-log DIR] [--ready-timeout DUR] [--debug-addr ADDR]
   relay exec --socket PATH [-t] [-e K=V]... [-w DIR] -- CMD [ARGS...]
   relay stats --debug-addr ADDR
 
 SPEC: unix:PATH | vsock:PATH:PORT | echo | builtin (runs commands as host processes: no isolation)
 `)
-}
-
-// durationFlag reads a bare number of seconds ("1", "2.5") or a Go duration
-// ("1500ms").
-type durationFlag struct{ d *time.Duration }
-
-func (f durationFlag) String() string {
-	if f.d == nil {
-		return ""
-	}
-	return f.d.String()
-}
-
-func (f durationFlag) Set(s string) error {
-	if secs, err := strconv.ParseFloat(s, 64); err == nil {
-		if secs <= 0 {
-			return fmt.Errorf("duration must be positive")
-		}
-		*f.d = time.Duration(secs * float64(time.Second))
-		return nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("want seconds (1) or a Go duration (1500ms): %w", err)
-	}
-	if d <= 0 {
-		return fmt.Errorf("duration must be positive")
-	}
-	*f.d = d
-	return nil
 }
 
 // listFlag collects a repeated flag.

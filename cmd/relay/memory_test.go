@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/agentrelay/agentrelay/cmd/internal/serve"
 	"io"
 	"net"
 	"net/http"
@@ -18,10 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"agentrelay/execlog"
-	"agentrelay/frame"
-	"agentrelay/relay"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/execlog"
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
 const (
@@ -256,7 +257,7 @@ func TestMemoryBound(t *testing.T) {
 	// — the binary's code and data, the runtime, goroutine stacks, the debug
 	// endpoint: all there before the first frame — plus the headroom the
 	// binary's memory limit grants the garbage collector above the bound.
-	allowance := idle + memoryHeadroom
+	allowance := idle + serve.MemoryHeadroom
 	const MiB = 1 << 20
 	t.Logf("idle RSS %.1f MiB (%.1f anonymous, %.1f file); flood %v: RSS every 0.5 s %s MiB; peak RSS (VmHWM) %.1f MiB; bound %.1f MiB + allowance %.1f MiB = %.1f MiB",
 		float64(idle)/MiB, float64(idleAnon)/MiB, float64(idleFile)/MiB, memFloodFor, strings.Join(sampled, " "),

@@ -50,59 +50,6 @@ func newPlot(title, ylabel string) *plot.Plot {
 	return p
 }
 
-// groupedBars draws, for each group, one bar per impl, with the value
-// printed above it. values[impl][group]; a missing value draws nothing.
-func groupedBars(p *plot.Plot, groups []string, values map[string][]float64, format func(float64) string) error {
-	const barWidth = 28
-	present := 0
-	for _, im := range impls {
-		if values[im.name] != nil {
-			present++
-		}
-	}
-	k := 0
-	for _, im := range impls {
-		vs := values[im.name]
-		if vs == nil {
-			continue
-		}
-		bars, err := plotter.NewBarChart(plotter.Values(vs), barWidth)
-		if err != nil {
-			return err
-		}
-		bars.Color = im.color
-		bars.LineStyle.Width = 0
-		bars.Offset = vg.Length(float64(k)-float64(present-1)/2) * barWidth
-		p.Add(bars)
-		p.Legend.Add(im.name, bars)
-
-		var xys plotter.XYs
-		var labels []string
-		for g, v := range vs {
-			if v > 0 {
-				xys = append(xys, plotter.XY{X: float64(g), Y: v})
-				labels = append(labels, format(v))
-			}
-		}
-		if len(xys) > 0 {
-			l, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
-			if err != nil {
-				return err
-			}
-			l.Offset = vg.Point{X: bars.Offset - barWidth/2 + 1, Y: 3}
-			for i := range l.TextStyle {
-				l.TextStyle[i].Font.Size = 9
-			}
-			p.Add(l)
-		}
-		k++
-	}
-	p.NominalX(groups...)
-	p.Y.Min = 0
-	p.Y.Max *= 1.12 // room for the labels
-	return nil
-}
-
 func save(p *plot.Plot, dir, name string) (string, error) {
 	path := filepath.Join(dir, name)
 	if err := p.Save(width, height, path); err != nil {
@@ -380,16 +327,4 @@ func costs(t Table, dir string) (string, error) {
 		return "", nil
 	}
 	return saveTiles(plots, 1, dir, "costs.png", width, height*vg.Length(len(plots))*0.6)
-}
-
-func hollow(g draw.GlyphDrawer) draw.GlyphDrawer {
-	switch g.(type) {
-	case draw.CircleGlyph:
-		return draw.RingGlyph{}
-	case draw.BoxGlyph:
-		return draw.SquareGlyph{}
-	case draw.PyramidGlyph:
-		return draw.TriangleGlyph{}
-	}
-	return draw.CrossGlyph{}
 }

@@ -9,7 +9,7 @@ import (
 
 const sample = `goos: linux
 goarch: amd64
-pkg: agentrelay/bench
+pkg: github.com/agentrelay/agentrelay/bench
 cpu: AMD EPYC
 BenchmarkRelay/rt/size=64/impl=reactor-2         	    3214	    108156 ns/op	         0 allocs/frame	     68451 cpu-ns/frame	    105056 p50-ns	    266496 p99-ns	    491610 p99.9-ns
 BenchmarkRelay/rt/size=64/impl=floor-2           	   10000	     50117 ns/op	     24000 cpu-ns/frame	     24016 p50-ns	    186818 p99-ns	    342849 p99.9-ns
@@ -62,7 +62,7 @@ func TestParseLineRejects(t *testing.T) {
 		"BenchmarkRelay/rt/impl=reactor-2 10 five ns/op", // bad value
 		"BenchmarkRelay/rt/impl=reactor-2 10 5 ns/op 3",  // odd field
 		"BenchmarkRelay/impl=reactor/rt-2 10 5 ns/op",    // impl not last
-		"ok  	agentrelay/bench	14.346s",
+		"ok  	github.com/agentrelay/agentrelay/bench	14.346s",
 	} {
 		if r, ok := ParseLine(l); ok {
 			t.Errorf("parsed %q as %+v", l, r)

@@ -1,4 +1,4 @@
-package main
+package serve
 
 import (
 	"context"
@@ -13,14 +13,14 @@ import (
 	"syscall"
 	"time"
 
-	"agentrelay/execlog"
-	"agentrelay/guest"
-	"agentrelay/relay"
-	"agentrelay/ring"
+	"github.com/agentrelay/agentrelay/execlog"
+	"github.com/agentrelay/agentrelay/guest"
+	"github.com/agentrelay/agentrelay/relay"
+	"github.com/agentrelay/agentrelay/ring"
 )
 
-// server is the embedding API both implementations offer.
-type server interface {
+// Server is the embedding API both relay implementations offer.
+type Server interface {
 	WaitReady(ctx context.Context) error
 	Run(ctx context.Context) error
 	Stop()
@@ -32,32 +32,45 @@ type server interface {
 // reached the guest, for the guest stream to end before stopping anyway.
 const shutdownDrain = 10 * time.Second
 
-func serve(args []string) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+// Impl names a relay implementation and makes one from Options.
+type Impl struct {
+	Name string
+	New  func(relay.Options) (Server, error)
+	// BoundedMemory: Options.MemoryBound holds for it, so the runtime's
+	// memory limit can be set from it.
+	BoundedMemory bool
+}
+
+// Reactor is the production relay.
+var Reactor = Impl{Name: "reactor", New: func(o relay.Options) (Server, error) { return relay.New(o) }, BoundedMemory: true}
+
+// Main runs the serve subcommand of the binary prog with impl and returns
+// its exit code.
+func Main(prog string, impl Impl, args []string) int {
+	fs := flag.NewFlagSet(prog+" serve", flag.ContinueOnError)
 	socket := fs.String("socket", "", "path of the clients' Unix socket (created 0600)")
 	guestSpec := fs.String("guest", "", "guest console: unix:PATH | vsock:PATH:PORT | echo | builtin")
 	execLog := fs.String("exec-log", "", "directory for exec.log (off if empty)")
 	readyTimeout := 60 * time.Second
-	fs.Var(durationFlag{&readyTimeout}, "ready-timeout", "how long to wait for core.ready: seconds (60) or a duration (1500ms)")
+	fs.Var(DurationFlag{&readyTimeout}, "ready-timeout", "how long to wait for core.ready: seconds (60) or a duration (1500ms)")
 	debugAddr := fs.String("debug-addr", "", "serve pprof, expvar and counters on this loopback address")
-	impl := fs.String("impl", "reactor", "relay implementation: reactor | goroutine (the benchmark baseline)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *socket == "" || *guestSpec == "" || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "relay serve: --socket and --guest are required")
+		fmt.Fprintln(os.Stderr, prog+" serve: --socket and --guest are required")
 		fs.Usage()
 		return 2
 	}
 	spec, err := guest.ParseSpec(*guestSpec)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "relay serve: --guest: %v\n", err)
+		fmt.Fprintf(os.Stderr, "%s serve: --guest: %v\n", prog, err)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
 	slog.SetDefault(log)
 	reserveProcs()
-	if err := run(log, *socket, spec, *execLog, readyTimeout, *debugAddr, *impl); err != nil {
+	if err := run(log, *socket, spec, *execLog, readyTimeout, *debugAddr, impl); err != nil {
 		log.Error("relay failed", "err", err)
 		return 1
 	}
@@ -72,7 +85,7 @@ func logLevel() slog.Level {
 	return l
 }
 
-func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, readyTimeout time.Duration, debugAddr, impl string) error {
+func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, readyTimeout time.Duration, debugAddr string, impl Impl) error {
 	console, err := ring.NewConsole(0)
 	if err != nil {
 		return err
@@ -93,16 +106,12 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 		}()
 	}
 
-	newServer, ok := impls[impl]
-	if !ok {
-		return fmt.Errorf("--impl %q: want reactor or goroutine", impl)
-	}
-	srv, err := newServer(opts)
+	srv, err := impl.New(opts)
 	if err != nil {
 		return err
 	}
-	log.Info("relay starting", "impl", impl, "socket", socket, "guest", spec.String(), "exec_log", execLogDir)
-	if impl == "reactor" {
+	log.Info("relay starting", "impl", impl.Name, "socket", socket, "guest", spec.String(), "exec_log", execLogDir)
+	if impl.BoundedMemory {
 		setMemoryLimit(log, opts, xl)
 	}
 
@@ -189,10 +198,10 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 	return err
 }
 
-// memoryHeadroom is what the memory limit allows above the relay's and
+// MemoryHeadroom is what the memory limit allows above the relay's and
 // exec.log's bounds: the runtime's own structures (stacks, GC metadata, the
 // debug endpoint's) and garbage between collections.
-const memoryHeadroom = 32 << 20
+const MemoryHeadroom = 32 << 20
 
 // setMemoryLimit turns the reactor's bounded live memory into bounded RSS.
 // Without a limit the garbage collector lets the heap reach twice what was
@@ -208,8 +217,8 @@ func setMemoryLimit(log *slog.Logger, opts relay.Options, xl *execlog.Writer) {
 	if xl != nil {
 		bound += xl.MemoryBound(2) // the relay's lane and the one System uses
 	}
-	debug.SetMemoryLimit(bound + memoryHeadroom)
-	log.Info("memory limit", "bound_mib", bound>>20, "headroom_mib", memoryHeadroom>>20)
+	debug.SetMemoryLimit(bound + MemoryHeadroom)
+	log.Info("memory limit", "bound_mib", bound>>20, "headroom_mib", MemoryHeadroom>>20)
 }
 
 // startGuest runs the guest side of the console until ctx ends or the guest

@@ -1,4 +1,4 @@
-package main
+package serve
 
 import (
 	"context"
@@ -16,12 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"agentrelay/execlog"
+	"github.com/agentrelay/agentrelay/execlog"
 )
 
 // serveDebug serves pprof, expvar (with memstats), the relay's counters as
 // JSON (/stats) and as Prometheus text (/metrics) on a loopback address.
-func serveDebug(addr string, srv server, xl *execlog.Writer) (string, func(), error) {
+func serveDebug(addr string, srv Server, xl *execlog.Writer) (string, func(), error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("--debug-addr: %w", err)
@@ -64,7 +64,7 @@ func serveDebug(addr string, srv server, xl *execlog.Writer) (string, func(), er
 
 // snapshot flattens the relay's and exec.log's counters into name → value,
 // the one place both /stats and /metrics read from.
-func snapshot(srv server, xl *execlog.Writer) map[string]uint64 {
+func snapshot(srv Server, xl *execlog.Writer) map[string]uint64 {
 	m := map[string]uint64{}
 	flatten(m, "", srv.Stats())
 	if xl != nil {
@@ -88,7 +88,7 @@ func flatten(m map[string]uint64, prefix string, v any) {
 // statsCollector reads the counters at scrape time; the relay's loop only
 // ever writes plain atomics.
 type statsCollector struct {
-	srv server
+	srv Server
 	xl  *execlog.Writer
 }
 
