@@ -128,7 +128,7 @@ func (r *Relay) freeSlot() int {
 	fallback := -1
 	for i := range r.conns {
 		c := &r.conns[i]
-		if c.live {
+		if c.live || c.queued > 0 {
 			continue
 		}
 		if c.quarantined == 0 {
@@ -217,10 +217,10 @@ func (r *Relay) disconnect(c *conn, reason string, err error) {
 	r.live &^= bit
 	r.readable &^= bit
 	r.dirty &^= bit
-	if r.rxOwner == c.slot && len(r.rxCur) > 0 {
-		// Its frame is half in the guest's ring: finish it from a copy.
-		r.spill = append(r.spill[:0], r.rxCur...)
-		r.rxCur = r.spill
+	if len(c.span) > 0 {
+		c.dropped += len(c.span)
+		c.span = nil
+		r.spans &^= bit
 	}
 	if r.stalled == c.slot {
 		r.stalled = -1
@@ -233,7 +233,9 @@ func (r *Relay) disconnect(c *conn, reason string, err error) {
 	}
 	killed := r.release(c)
 	lost := c.out.len() + c.dropped
-	c.in.reset()
+	// Its queued frames stay where they are until the guest has them; the
+	// slot is not reused before (freeSlot).
+	c.in.truncate(c.queued)
 	c.out.reset()
 	attrs := []any{"slot", c.slot, "reason", reason, "sessions_killed", killed,
 		"connected_for", r.loop.Now().Sub(c.since).Round(time.Millisecond), "pid", c.peerPID}

@@ -23,6 +23,14 @@ func (q *buffer) space() []byte { return q.b[q.w:] }
 func (q *buffer) commit(n int)  { q.w += n }
 func (q *buffer) reset()        { q.r, q.w = 0, 0 }
 
+// truncate keeps the first n unread bytes and drops the rest.
+func (q *buffer) truncate(n int) {
+	q.w = q.r + n
+	if n == 0 {
+		q.r, q.w = 0, 0
+	}
+}
+
 func (q *buffer) consume(n int) {
 	q.r += n
 	if q.r == q.w {

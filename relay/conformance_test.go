@@ -11,6 +11,7 @@ import (
 var Reactor = relaytest.Impl{
 	Name:     "reactor",
 	Improved: true,
+	Ports:    []relaytest.Port{relaytest.PortRing, relaytest.PortFD},
 	New: func(o relay.Options) (relaytest.Server, error) {
 		return relay.New(o)
 	},

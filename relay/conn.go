@@ -19,8 +19,20 @@ type conn struct {
 	tok  reactor.Token
 	live bool
 
-	in  buffer // bytes read from the client, frames not yet forwarded
-	out buffer // frames queued to the client, bounded by Options.ClientBuffer
+	// in holds bytes read from the client: first queued bytes of whole
+	// frames checked and waiting for the guest (see guestQueue), then
+	// whatever has not been checked yet.
+	in         buffer
+	queued     int
+	shutdownAt int // queued bytes up to the end of a core.shutdown; 0 if none
+
+	// out holds frames for the client, bounded by Options.ClientBuffer.
+	// While it is empty, frames may instead be written straight from the
+	// fd port's buffer: span is such a run of contiguous frames, written
+	// (and what the socket does not take copied to out) before that buffer
+	// is refilled.
+	out  buffer
+	span []byte
 
 	// hup records that epoll reported the peer's hang-up. With edge
 	// triggering that edge comes once, often together with the last data,

@@ -2,6 +2,9 @@ package relay
 
 import (
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/agentrelay/agentrelay/execlog"
 	"github.com/agentrelay/agentrelay/frame"
@@ -13,33 +16,44 @@ import (
 // until it has drained below half; then it is evicted and everyone else
 // carries on.
 
-func (r *Relay) pumpFromGuest() {
-	r.guestWake = false
+// pumpFromGuest routes guest frames until the guest has nothing more, a
+// client's full buffer holds up the stream, or the pass's budget is spent; it
+// reports true in the last case (work is left for the next pass).
+func (r *Relay) pumpFromGuest() (more bool) {
 	budget := fromGuestBudget
+	defer r.flushSpans()
 	for {
 		// A stalled frame is retried here: route reports false again, at
 		// no cost, until its client has written enough out.
 		f, ok := r.g.next(&budget)
 		if !ok {
 			if budget <= 0 {
-				r.guestWake = true // more to do: stay busy
-				return
+				return true
 			}
-			// The closed flag is read before the length: once closed, the
-			// producer writes nothing more, so an empty ring is the end.
-			if r.tx.Closed() && r.tx.Len() == 0 {
+			if r.guestReadable && r.port.linear() {
+				// The buffer is about to change under every span.
+				r.flushSpans()
+				n, err := r.port.fill(r.g.wanted())
+				if err != nil && !r.guestEnded {
+					r.log.Warn("guest console read failed", "err", err)
+				}
+				if n > 0 {
+					budget -= n
+					continue
+				}
+			}
+			if r.port.drained() {
 				r.guestEnd()
 			}
-			return
+			return false
 		}
 		if !r.route(f) {
-			return
+			return false
 		}
 		budget -= len(f.Raw)
 		r.g.done()
 		if budget <= 0 {
-			r.guestWake = true
-			return
+			return true
 		}
 	}
 }
@@ -76,7 +90,7 @@ func (r *Relay) route(f frame.Frame) bool {
 		r.logDrop("no client in slot", f)
 		return true
 	}
-	if !c.out.reserve(len(f.Raw)) {
+	if !r.deliver(c, f.Raw) {
 		r.stallOn(c)
 		return false
 	}
@@ -84,8 +98,6 @@ func (r *Relay) route(f frame.Frame) bool {
 		r.stalled = -1
 		r.loop.Cancel(&r.stallTimer)
 	}
-	c.out.append(f.Raw)
-	r.dirty |= 1 << slot
 	r.stats.framesToClient.Add(1)
 	r.stats.bytesToClient.Add(uint64(len(f.Raw)))
 	if isSession {
@@ -97,6 +109,74 @@ func (r *Relay) route(f frame.Frame) bool {
 		}
 	}
 	return true
+}
+
+// deliver queues raw for c: as part of c's span when raw lies right after it
+// in the fd port's buffer and nothing else waits for c, else in c's output
+// buffer. It reports false when c's bound leaves no room.
+func (r *Relay) deliver(c *conn, raw []byte) bool {
+	if r.direct && c.out.len() == 0 && c.werr == nil && len(c.span)+len(raw) <= c.out.max {
+		if len(c.span) == 0 {
+			c.span = raw
+			r.spans |= 1 << c.slot
+			return true
+		}
+		if follows(c.span, raw) {
+			c.span = unsafe.Slice(unsafe.SliceData(c.span), len(c.span)+len(raw))
+			return true
+		}
+	}
+	if len(c.span) > 0 {
+		r.flushSpan(c)
+	}
+	if !c.out.reserve(len(raw)) {
+		return false
+	}
+	c.out.append(raw)
+	r.dirty |= 1 << c.slot
+	return true
+}
+
+// follows reports whether b starts right where a ends. Both are views of the
+// fd port's buffer (frames cap their views at their own length, so the
+// slices cannot simply be re-sliced), and that buffer neither moves nor
+// changes until every span is flushed, so joining them is safe.
+func follows(a, b []byte) bool {
+	return unsafe.Add(unsafe.Pointer(unsafe.SliceData(a)), len(a)) == unsafe.Pointer(unsafe.SliceData(b))
+}
+
+// flushSpans writes every client's span out.
+func (r *Relay) flushSpans() {
+	for r.spans != 0 {
+		slot := lowestBit(r.spans)
+		r.flushSpan(&r.conns[slot])
+	}
+}
+
+// flushSpan writes c's span to its socket with one write; what the socket
+// does not take is copied to c's output buffer, which is empty, and the span
+// is within its bound.
+func (r *Relay) flushSpan(c *conn) {
+	r.spans &^= 1 << c.slot
+	span := c.span
+	c.span = nil
+	n, err := sysWrite(c.fd, span)
+	for err == unix.EINTR {
+		n, err = sysWrite(c.fd, span)
+	}
+	n = max(n, 0)
+	switch err {
+	case nil, unix.EAGAIN:
+	default:
+		r.writeFailed(c, err)
+		c.dropped += len(span) - n
+		return
+	}
+	if rest := span[n:]; len(rest) > 0 {
+		c.out.reserve(len(rest))
+		c.out.append(rest)
+		r.dirty |= 1 << c.slot
+	}
 }
 
 // tap copies an exec session's output into exec.log. Peek does not allocate
@@ -141,7 +221,6 @@ func (r *Relay) evictStalled(now time.Time) {
 	r.log.Warn("evicting slow client", "slot", c.slot, "queued_bytes", c.out.len(),
 		"full_for", now.Sub(c.fullSince).Round(time.Millisecond), "grace", r.opt.EvictGrace)
 	r.disconnect(c, "evicted: output buffer full past the grace period", nil)
-	r.guestWake = true
 }
 
 // logDrop logs dropped guest frames at debug level each, and at info level

@@ -4,10 +4,14 @@ import (
 	"encoding/binary"
 
 	"github.com/agentrelay/agentrelay/frame"
-	"github.com/agentrelay/agentrelay/ring"
 )
 
-// guestReader takes whole frames off the guest's Tx ring. A frame that lies
+// guestReader takes whole frames off the guest's byte stream: a port's
+// guestSource. On a linear source (the fd port's buffer, which can hold any
+// whole frame) every frame is a view of the source, and when a frame is
+// incomplete the reader just says how many bytes it wants (wanted).
+//
+// On a ring (the ring port's Tx) a frame that lies
 // contiguously in the ring is returned as a view of the ring itself (no
 // copy). Anything else — a frame that wraps the ring's end, one that has not
 // fully arrived, even a header split across two writes — is assembled in a
@@ -24,8 +28,10 @@ import (
 // envelope follows, counting what it skipped. Memory never grows with the
 // corruption: the staging buffer is the only buffer.
 type guestReader struct {
-	ring  *ring.Ring
-	stage []byte // frame.MaxFrame bytes
+	ring   guestSource
+	linear bool
+	stage  []byte // frame.MaxFrame bytes; nil on a linear source
+	want   int    // linear: bytes the frame at the head needs to be whole
 
 	// The stream's head is in stage when staged > 0 or need > 0. need is the
 	// size of the frame being assembled, 0 while its header is incomplete.
@@ -44,9 +50,17 @@ type guestReader struct {
 	onResync  func(skipped uint64)
 }
 
-func newGuestReader(r *ring.Ring) *guestReader {
-	return &guestReader{ring: r, stage: make([]byte, frame.MaxFrame)}
+func newGuestReader(src guestSource, linear bool) *guestReader {
+	g := &guestReader{ring: src, linear: linear}
+	if !linear {
+		g.stage = make([]byte, frame.MaxFrame)
+	}
+	return g
 }
+
+// wanted is, after next reported that more bytes are needed from a linear
+// source, how many bytes the source must hold for the next step.
+func (g *guestReader) wanted() int { return g.want }
 
 // plausible reports whether a frame header followed by the start of a CBOR
 // envelope (a map whose first key is a short text string) begins at p, which
@@ -66,14 +80,14 @@ func plausible(p []byte) bool {
 
 const resyncWindow = frame.HeaderSize + 2
 
-func (g *guestReader) want() int {
+func (g *guestReader) window() int {
 	if g.resyncing {
 		return resyncWindow
 	}
 	return frame.LenSize
 }
 
-// check looks at a candidate header p (g.want() bytes). It returns the frame
+// check looks at a candidate header p (g.window() bytes). It returns the frame
 // size, or 0 after starting or continuing a resync, in which case the caller
 // drops one byte and tries again.
 func (g *guestReader) check(p []byte) int {
@@ -122,11 +136,14 @@ func (g *guestReader) next(budget *int) (frame.Frame, bool) {
 	if g.have {
 		return g.cur, true
 	}
+	if g.linear {
+		return g.nextLinear(budget)
+	}
 	var hdr [resyncWindow]byte
 	for *budget > 0 {
 		if g.staged > 0 || g.need > 0 {
 			if g.need == 0 {
-				w := g.want()
+				w := g.window()
 				g.fill(w, budget)
 				if g.staged < w {
 					return frame.Frame{}, false
@@ -153,7 +170,7 @@ func (g *guestReader) next(budget *int) (frame.Frame, bool) {
 		}
 
 		a, b := g.ring.Peek()
-		w := g.want()
+		w := g.window()
 		if len(a)+len(b) < w {
 			if len(a) > 0 {
 				g.fill(len(a)+len(b), budget) // a few header bytes: stage them
@@ -183,6 +200,33 @@ func (g *guestReader) next(budget *int) (frame.Frame, bool) {
 	return frame.Frame{}, false
 }
 
+// nextLinear is next on a source that can hold a whole frame: no staging.
+func (g *guestReader) nextLinear(budget *int) (frame.Frame, bool) {
+	for *budget > 0 {
+		a, _ := g.ring.Peek()
+		w := g.window()
+		if len(a) < w {
+			g.want = w
+			return frame.Frame{}, false
+		}
+		n := g.check(a[:w])
+		if n == 0 {
+			g.ring.Consume(1)
+			*budget--
+			continue
+		}
+		if len(a) < n {
+			g.want = n
+			return frame.Frame{}, false
+		}
+		f, _ := frame.Split(a[:n])
+		g.cur, g.have, g.fromRing = f, true, n
+		return f, true
+	}
+	g.want = 0
+	return frame.Frame{}, false
+}
+
 // done releases the frame last returned by next.
 func (g *guestReader) done() {
 	if g.fromRing > 0 {
@@ -192,4 +236,9 @@ func (g *guestReader) done() {
 }
 
 // partial reports whether part of a frame has been read but not returned.
-func (g *guestReader) partial() bool { return !g.have && (g.staged > 0 || g.need > 0) }
+func (g *guestReader) partial() bool {
+	if g.linear {
+		return !g.have && g.ring.Len() > 0
+	}
+	return !g.have && (g.staged > 0 || g.need > 0)
+}

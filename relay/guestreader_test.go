@@ -19,7 +19,7 @@ func drive(t testing.TB, stream []byte, seed uint64) (frames [][]byte, skipped u
 		t.Fatal(err)
 	}
 	defer r.Close()
-	g := newGuestReader(r)
+	g := newGuestReader(r, false)
 	g.onResync = func(n uint64) { skipped += n }
 	rng := rand.New(rand.NewPCG(seed, 1))
 	for len(stream) > 0 || r.Len() > 0 {

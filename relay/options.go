@@ -2,6 +2,7 @@ package relay
 
 import (
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/agentrelay/agentrelay/execlog"
@@ -15,8 +16,14 @@ type Options struct {
 	// Socket is the path of the clients' Unix socket. Its directory is
 	// created 0700 if missing and must not be writable by group or others.
 	Socket string
-	// Console carries the guest's byte streams: the relay consumes Tx and
-	// produces Rx.
+	// Guest is the guest's console as a connected stream socket: QEMU's
+	// chardev or a hybrid vsock connection after its CONNECT exchange. The
+	// relay takes ownership, makes it non-blocking and serves it from its
+	// loop (the fd port). Exactly one of Guest and Console is set.
+	Guest *os.File
+	// Console carries the guest's byte streams through rings, for a guest
+	// in the same process (an embedding VMM, the echo and builtin guests):
+	// the relay consumes Tx and produces Rx (the ring port).
 	Console *ring.Console
 	// ExecLog, if set, receives exec sessions' stdout/stderr. The relay
 	// appends through a lock-free lane and never waits for the disk.

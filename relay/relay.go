@@ -14,7 +14,6 @@ import (
 	"github.com/agentrelay/agentrelay/execlog"
 	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/reactor"
-	"github.com/agentrelay/agentrelay/ring"
 )
 
 // ErrGuestClosed is returned by Run when the guest's stream ended.
@@ -48,9 +47,16 @@ type Relay struct {
 	logq *logQueue
 	loop *reactor.Loop
 
-	tx, rx *ring.Ring
+	port   guestPort
 	g      *guestReader
+	direct bool   // frames may be written to clients from the port's buffer
 	ready  []byte // the cached core.ready frame, as the guest sent it
+
+	// Guest readiness as the port's events last reported it.
+	guestReadable, guestWritable bool
+	// guestWake asks the next pass to route guest frames even without an
+	// event: a client that held up the stream made room or left.
+	guestWake, guestEnded bool
 
 	lfd       int
 	ltok      reactor.Token
@@ -65,23 +71,16 @@ type Relay struct {
 	waiters               []waiter
 	waitersDue            bool // a slot was freed: serveWaiters in the idle pass
 	waitTimer             reactor.Timer
-	guestWake, guestEnded bool
-	stalled               int // slot whose full buffer holds up the guest stream, or -1
+	spans                 uint16 // clients with a span (see conn.span)
+	stalled               int    // slot whose full buffer holds up the guest stream, or -1
 	stallTimer            reactor.Timer
 	lastDropLog           time.Time
 
-	// Host→guest: a frame is written into Rx whole before the next one
-	// starts. rxCur is the unwritten rest of a frame the ring could not take
-	// at once; it points into the owner's input buffer, which nobody reads
-	// into until it is written (or into spill if the owner left meanwhile).
-	rxCur          []byte
-	rxOwner        int
-	rxShutdown     bool
-	rxBlocked      bool
-	rxBlockedSince time.Time
-	ctl            buffer // relay-made frames (SIGKILLs), written before client frames
-	spill          []byte
-	killFrame      []byte // core.exec.signal {signal: 9} with id 0, patched per session
+	// Host→guest: the order of what is queued (see guestQueue), and the
+	// relay's own frames.
+	q         guestQueue
+	ctl       buffer // relay-made frames (SIGKILLs)
+	killFrame []byte // core.exec.signal {signal: 9} with id 0, patched per session
 
 	sessions   map[uint32]session
 	quarantine []qentry
@@ -103,8 +102,20 @@ type Relay struct {
 // before Run wait in the socket's backlog.
 func New(opt Options) (*Relay, error) {
 	opt.setDefaults()
-	if opt.Console == nil || opt.Console.Tx == nil || opt.Console.Rx == nil {
-		return nil, errors.New("relay: Options.Console is required")
+	var port guestPort
+	switch {
+	case opt.Guest != nil && opt.Console != nil:
+		return nil, errors.New("relay: set Options.Guest or Options.Console, not both")
+	case opt.Guest != nil:
+		p, err := newFdPort(opt.Guest)
+		if err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		port = p
+	case opt.Console != nil && opt.Console.Tx != nil && opt.Console.Rx != nil:
+		port = newRingPort(opt.Console)
+	default:
+		return nil, errors.New("relay: Options.Guest or Options.Console is required")
 	}
 	if opt.Socket == "" {
 		return nil, errors.New("relay: Options.Socket is required")
@@ -123,12 +134,12 @@ func New(opt Options) (*Relay, error) {
 	r := &Relay{
 		opt:        opt,
 		loop:       loop,
-		tx:         opt.Console.Tx,
-		rx:         opt.Console.Rx,
-		g:          newGuestReader(opt.Console.Tx),
+		port:       port,
+		g:          newGuestReader(port.source(), port.linear()),
+		direct:     port.linear(),
 		lfd:        -1,
-		rxOwner:    -1,
 		stalled:    -1,
+		q:          newGuestQueue(),
 		killFrame:  kill,
 		ctl:        newBuffer(4096, frame.MaxClients*opt.MaxSessions*len(kill)+4096),
 		sessions:   make(map[uint32]session, 256),
@@ -137,6 +148,12 @@ func New(opt Options) (*Relay, error) {
 	}
 	if r.allow == nil {
 		r.allow = []uint32{uint32(os.Geteuid()), 0}
+	}
+	switch p := port.(type) {
+	case *fdPort:
+		p.r = r
+	case *ringPort:
+		p.r = r
 	}
 	r.logq = newLogQueue(logQueueLen)
 	r.log = slog.New(&asyncHandler{next: opt.Logger.Handler(), q: r.logq, dropped: &r.stats.logDrops})
@@ -151,6 +168,7 @@ func New(opt Options) (*Relay, error) {
 			out: newBuffer(initialBuffer, opt.ClientBuffer)}
 	}
 	if r.lfd, err = listen(opt.Socket); err != nil {
+		port.close()
 		loop.Close()
 		r.logq.close()
 		return nil, err
@@ -171,8 +189,12 @@ func (r *Relay) WaitReady(ctx context.Context) error {
 	start := time.Now()
 	deadline := start.Add(r.opt.ReadyTimeout)
 	discarded := 0
+	ring, _ := r.port.(*ringPort)
+	r.guestReadable = true
 	for {
-		r.tx.DrainData()
+		if ring != nil {
+			ring.tx.DrainData()
+		}
 		for {
 			budget := fromGuestBudget
 			f, ok := r.g.next(&budget)
@@ -196,10 +218,19 @@ func (r *Relay) WaitReady(ctx context.Context) error {
 			r.log.Debug("discarding frame before core.ready", "id", f.ID, "type", p.Type.String())
 			r.g.done()
 		}
-		if r.tx.Closed() && r.tx.Len() == 0 {
+		if r.port.linear() && r.guestReadable {
+			n, err := r.port.fill(r.g.wanted())
+			if err != nil {
+				return fmt.Errorf("relay: waiting for core.ready: %w", err)
+			}
+			if n > 0 {
+				continue
+			}
+		}
+		if r.port.drained() {
 			return errors.New("relay: guest stream ended before core.ready")
 		}
-		if !r.tx.ArmData() {
+		if !r.port.armRead() {
 			continue
 		}
 		now := time.Now()
@@ -210,10 +241,11 @@ func (r *Relay) WaitReady(ctx context.Context) error {
 			return fmt.Errorf("relay: waiting for core.ready: %w", err)
 		}
 		wait := min(deadline.Sub(now), 100*time.Millisecond) // short slices keep ctx responsive
-		fds := []unix.PollFd{{Fd: int32(r.tx.DataFd()), Events: unix.POLLIN}}
+		fds := []unix.PollFd{{Fd: int32(r.port.waitFd()), Events: unix.POLLIN}}
 		if _, err := unix.Poll(fds, int(wait/time.Millisecond)+1); err != nil && err != unix.EINTR {
 			return fmt.Errorf("relay: waiting for core.ready: poll: %w", err)
 		}
+		r.guestReadable = true
 	}
 }
 
@@ -255,14 +287,11 @@ func (r *Relay) start() error {
 		return fmt.Errorf("relay: watch socket: %w", err)
 	}
 	r.listening = true
-	if _, err = r.loop.Add(r.tx.DataFd(), unix.EPOLLIN, txHandler{r}); err != nil {
-		return fmt.Errorf("relay: watch guest: %w", err)
-	}
-	if _, err = r.loop.Add(r.rx.SpaceFd(), unix.EPOLLIN, rxHandler{r}); err != nil {
-		return fmt.Errorf("relay: watch guest ring: %w", err)
+	if err := r.port.register(r.loop, r); err != nil {
+		return fmt.Errorf("relay: %w", err)
 	}
 	r.loop.SetIdle(r.service)
-	r.guestWake, r.acceptPending = true, true
+	r.guestWake, r.guestReadable, r.guestWritable, r.acceptPending = true, true, true, true
 	// The loop waits for an event before its first idle pass, and guest
 	// bytes that arrived after WaitReady raised none (the ring's consumer
 	// was not asleep): have the first pass run at once.
@@ -295,6 +324,7 @@ func (r *Relay) cleanup() {
 		r.log.Warn("remove socket", "socket", r.opt.Socket, "err", err)
 	}
 	r.loop.Close()
+	r.port.close()
 	r.logq.close()
 }
 
@@ -345,61 +375,73 @@ func (r *Relay) closeListener() {
 }
 
 // service is the loop's idle pass: it runs once per iteration after the
-// events of one epoll_wait have been recorded, moves what can move within
-// the budgets, flushes every dirty client with one write, and re-arms the
-// guest-side wake-ups. It reports busy when work is left over.
+// events of one epoll_wait have been recorded, in fixed phases, each within
+// a budget, and reports busy when work is left over (the next epoll_wait
+// then does not sleep).
 func (r *Relay) service(now time.Time) bool {
 	if r.st == stateDone {
 		return false
 	}
+	// 1. New connections.
 	if r.acceptPending && r.st == stateServing {
 		r.acceptAll()
 	}
-	r.writeRx()
+	// 2. Host → guest, then guest → clients.
+	moreFromGuest := false
 	if r.st == stateServing {
 		r.pumpToGuest()
-		r.pumpFromGuest()
+		r.guestWake = false
+		moreFromGuest = r.pumpFromGuest()
+	} else {
+		r.writeGuest() // draining: what is queued still goes
 	}
-	if r.ctl.len() > 0 && !r.rxBlocked {
-		r.writeRx() // SIGKILLs queued by disconnects in this pass
+	// 3. SIGKILLs queued by the disconnects of this pass.
+	if !r.q.empty() {
+		r.writeGuest()
 	}
+	// 4. Slots freed in this pass go to waiting connections; their
+	// handshakes go out with the flush below.
 	if r.waitersDue {
 		r.waitersDue = false
-		r.serveWaiters() // slots freed in this pass; the handshakes go out below
+		r.serveWaiters()
 	}
+	// 5. One write per client with output.
 	stalledQueue := -1
 	if r.stalled >= 0 {
 		stalledQueue = r.conns[r.stalled].out.len()
 	}
 	r.flushDirty()
-
-	if r.rxBlocked && r.rx.ReadClosed() {
+	if r.port.readerGone() {
 		r.guestEnd() // the guest stopped reading: nothing more can reach it
-	}
-	busy := false
-	if r.st == stateServing && !r.guestEnded && r.stalled < 0 && (r.guestWake || !r.tx.ArmData()) {
-		busy = true
-	}
-	if r.stalled >= 0 && r.conns[r.stalled].out.len() < stalledQueue {
-		busy = true // the client that held up the guest stream made room: retry now
-	}
-	if r.rxBlocked && !r.guestEnded {
-		if !r.rx.ArmSpace() {
-			busy = true
-		}
-	} else if r.readable != 0 && r.st == stateServing {
-		busy = true
 	}
 	if r.st == stateDraining && r.flushed() {
 		r.finish()
 		return false
 	}
-	return busy
+	// 6. Sleep, or not.
+	return r.busy(moreFromGuest, stalledQueue)
+}
+
+// busy decides whether the loop may sleep after a pass: not while any
+// direction has work it can do without a new event.
+func (r *Relay) busy(moreFromGuest bool, stalledQueue int) bool {
+	if r.st == stateServing && !r.guestEnded {
+		if r.stalled < 0 && (moreFromGuest || r.guestWake || !r.port.armRead()) {
+			return true
+		}
+		if r.stalled >= 0 && r.conns[r.stalled].out.len() < stalledQueue {
+			return true // the client that held up the guest stream made room: retry now
+		}
+	}
+	if !r.guestEnded && !r.q.empty() {
+		return r.guestWritable // the guest made room since the last write
+	}
+	return r.readable != 0 && r.st == stateServing
 }
 
 func (r *Relay) flushed() bool {
 	// Once the guest is gone, what was bound for it can never arrive.
-	if !r.guestEnded && (len(r.rxCur) > 0 || r.ctl.len() > 0) {
+	if !r.guestEnded && !r.q.empty() {
 		return false
 	}
 	for i := range r.conns {
@@ -449,19 +491,9 @@ func (r *Relay) corruptEnd(skipped uint64) {
 	r.log.Info("guest stream resynchronised", "skipped_bytes", skipped)
 }
 
-// Handlers for the relay's own fds. Each is one pointer wide, so storing it
-// in the reactor's Handler interface does not allocate.
-type (
-	listenHandler struct{ r *Relay }
-	txHandler     struct{ r *Relay }
-	rxHandler     struct{ r *Relay }
-)
+// listenHandler records that the listening socket has connections. It is
+// one pointer wide, so storing it in the reactor's Handler interface does not
+// allocate.
+type listenHandler struct{ r *Relay }
 
 func (h listenHandler) OnEvent(uint32) { h.r.acceptPending = true }
-
-func (h txHandler) OnEvent(uint32) {
-	h.r.tx.DrainData()
-	h.r.guestWake = true
-}
-
-func (h rxHandler) OnEvent(uint32) { h.r.rx.DrainSpace() }

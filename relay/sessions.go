@@ -187,6 +187,7 @@ func (r *Relay) queueKill(id uint32) {
 	start := r.ctl.w
 	r.ctl.append(r.killFrame)
 	binary.BigEndian.PutUint32(r.ctl.b[start+frame.LenSize:], id)
+	r.q.add(ctlSource)
 	r.stats.killsSent.Add(1)
 	r.stats.framesToGuest.Add(1)
 	r.stats.bytesToGuest.Add(uint64(len(r.killFrame)))

@@ -19,3 +19,6 @@ var (
 	sysWrite   = unix.Write
 	sysAccept4 = unix.Accept4
 )
+
+// sysWritev writes to the guest's socket (the fd port).
+var sysWritev = unix.Writev

@@ -4,17 +4,22 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/agentrelay/agentrelay/frame"
 )
 
-// Client → guest. Frames are forwarded whole, one at a time, so frames of
-// different clients never interleave in the guest's byte stream. When Rx is
-// full the rest of the current frame waits in rxCur and no client is read
-// until the guest has drained the ring: the clients' sockets then apply
-// back-pressure and nothing is dropped.
+// Client → guest. Each readable client gets one turn per loop pass: one
+// read, and its complete frames are checked, session-tracked and queued for
+// the guest where they lie, at the head of the client's input buffer. Then
+// everything queued goes out with one writev (fd port) or ring copy (ring
+// port). A source's queued bytes are whole frames written contiguously, so
+// frames of different clients never interleave in the guest's stream. When
+// the guest takes no more, the rest stays queued, no client is read (their
+// sockets push back) and writing resumes when the guest makes room:
+// nothing is ever dropped.
 
 func lowestBit(m uint16) int { return bits.TrailingZeros16(m) }
 
@@ -24,91 +29,175 @@ func nextBit(m uint16, from int) int {
 	return (from + bits.TrailingZeros16(rot)) & (frame.MaxClients - 1)
 }
 
-// writeRx pushes what is pending for the guest — the rest of a partly
-// written frame, then relay-made frames — and reports whether Rx can take
-// client frames now.
-func (r *Relay) writeRx() bool {
-	if len(r.rxCur) > 0 {
-		n := r.rx.Write(r.rxCur)
-		r.rxCur = r.rxCur[n:]
-		if len(r.rxCur) > 0 {
+// ctlSource names the relay's own frames (SIGKILLs) in a guestQueue.
+const ctlSource = -1
+
+// guestQueue is the order in which queued bytes go to the guest: sources
+// (a client slot, or ctlSource) with bytes queued, each once. The head may be
+// partly written; it stays the head until its bytes are all out, so a frame
+// begun is always finished before another source's.
+type guestQueue struct {
+	order []int
+	iov   [][]byte // scratch for one writev, allocated once
+
+	blocked      bool // the guest took less than was queued
+	blockedSince time.Time
+}
+
+func newGuestQueue() guestQueue {
+	return guestQueue{order: make([]int, 0, frame.MaxClients+1), iov: make([][]byte, 0, frame.MaxClients+1)}
+}
+
+func (q *guestQueue) empty() bool { return len(q.order) == 0 }
+
+// add puts src at the back unless it is already queued.
+func (q *guestQueue) add(src int) {
+	for _, s := range q.order {
+		if s == src {
+			return
+		}
+	}
+	q.order = append(q.order, src)
+}
+
+func (q *guestQueue) pop() {
+	copy(q.order, q.order[1:])
+	q.order = q.order[:len(q.order)-1]
+}
+
+// queued returns src's bytes waiting for the guest.
+func (r *Relay) queued(src int) []byte {
+	if src == ctlSource {
+		return r.ctl.bytes()
+	}
+	c := &r.conns[src]
+	return c.in.bytes()[:c.queued]
+}
+
+// writeGuest writes what is queued until the queue is empty or the guest
+// takes no more. It reports whether the queue is empty.
+func (r *Relay) writeGuest() bool {
+	q := &r.q
+	if q.blocked && !r.guestWritable {
+		return false
+	}
+	for !q.empty() {
+		iov := q.iov[:0]
+		for _, src := range q.order {
+			iov = append(iov, r.queued(src))
+		}
+		n, err := r.port.writev(iov)
+		clear(iov)
+		if err != nil {
+			r.guestWriteFailed(err)
 			return false
 		}
-		r.rxCur = nil
-		if r.rxShutdown {
-			r.rxShutdown = false
-			r.notifyShutdown(r.rxOwner)
-		}
-		r.rxOwner = -1
-	}
-	if r.ctl.len() > 0 {
-		n := r.rx.Write(r.ctl.bytes())
-		r.ctl.consume(n)
-		if r.ctl.len() > 0 {
-			r.blockRx()
+		r.written(n)
+		if n == 0 {
+			if !q.blocked {
+				q.blocked, q.blockedSince = true, r.loop.Now()
+			}
+			r.guestWritable = false
+			if !r.port.armWrite() {
+				r.guestWritable = true // room came back already: the next pass retries
+			}
 			return false
 		}
 	}
-	if r.rxBlocked {
-		r.rxBlocked = false
-		r.stats.ringFullNanos.Add(uint64(r.loop.Now().Sub(r.rxBlockedSince)))
+	if q.blocked {
+		q.blocked = false
+		r.stats.ringFullNanos.Add(uint64(r.loop.Now().Sub(q.blockedSince)))
 	}
 	return true
 }
 
-func (r *Relay) blockRx() {
-	if !r.rxBlocked {
-		r.rxBlocked = true
-		r.rxBlockedSince = r.loop.Now()
+// written takes n bytes the guest accepted off the front of the queue.
+func (r *Relay) written(n int) {
+	q := &r.q
+	for n > 0 && !q.empty() {
+		src := q.order[0]
+		if src == ctlSource {
+			k := min(n, r.ctl.len())
+			r.ctl.consume(k)
+			n -= k
+			if r.ctl.len() == 0 {
+				q.pop()
+			}
+			continue
+		}
+		c := &r.conns[src]
+		k := min(n, c.queued)
+		c.in.consume(k)
+		c.queued -= k
+		n -= k
+		if c.shutdownAt > 0 {
+			if c.shutdownAt -= k; c.shutdownAt <= 0 {
+				c.shutdownAt = 0
+				r.notifyShutdown(src)
+			}
+		}
+		if c.queued == 0 {
+			q.pop()
+			if !c.live {
+				r.waitersDue = true // the departed client's slot is free now
+			}
+		}
 	}
 }
 
-// pumpToGuest gives each readable client a turn, round-robin, until none is
-// left, Rx is full, or the pass's budget is spent.
+// guestWriteFailed handles a guest that refused a write: its reader is gone.
+func (r *Relay) guestWriteFailed(err error) {
+	if !r.guestEnded {
+		r.log.Warn("guest refused a write; its console is gone", "err", err)
+	}
+	r.guestEnd()
+}
+
+// pumpToGuest writes what is queued and, if the guest took it all, gives
+// each readable client one turn, round-robin, within the pass's budget, then
+// writes what they queued.
 func (r *Relay) pumpToGuest() {
-	if !r.writeRx() {
+	if !r.writeGuest() {
 		return
 	}
 	budget := toGuestBudget
-	for r.readable != 0 && budget > 0 {
-		slot := nextBit(r.readable, r.rr)
+	turns := r.readable
+	for turns != 0 && budget > 0 {
+		slot := nextBit(turns, r.rr)
+		turns &^= 1 << slot
 		r.rr = (slot + 1) & (frame.MaxClients - 1)
 		c := &r.conns[slot]
 		if !c.live {
 			r.readable &^= 1 << slot
 			continue
 		}
-		if !r.serveClient(c, &budget) {
-			return
-		}
+		r.serveClient(c, &budget)
 	}
+	r.writeGuest()
 }
 
-// serveClient forwards c's buffered frames, reads once, and forwards again.
-// It reports false when Rx is full.
-func (r *Relay) serveClient(c *conn, budget *int) bool {
-	if !r.forwardFrames(c) {
-		return false
-	}
-	if !c.live {
-		return true
-	}
+// serveClient reads once from c and queues its complete frames.
+func (r *Relay) serveClient(c *conn, budget *int) {
 	bit := uint16(1) << c.slot
 	room := initialBuffer
-	if b := c.in.bytes(); len(b) >= frame.LenSize {
+	if b := c.in.bytes()[c.queued:]; len(b) >= frame.LenSize {
 		if n, err := frame.Len(b); err == nil && n-len(b) > room {
 			room = n - len(b)
 		}
 	}
 	// Never ask for more than the bound leaves: near the end of a frame
 	// close to the maximum, the rest of it is all that may come before it
-	// is forwarded.
+	// is queued.
 	room = min(room, c.in.max-c.in.len())
+	if room <= 0 {
+		// Its queued frames fill the buffer: its turn comes back once
+		// the guest has taken them.
+		return
+	}
 	if !c.in.reserve(room) {
-		// Cannot happen: input holds at most one partial frame and room
-		// is clamped to what its bound leaves.
+		// Cannot happen: room is clamped to what the bound leaves.
 		r.protocolError(c, errors.New("input buffer overrun"))
-		return true
+		return
 	}
 	sp := c.in.space()
 	if len(sp) > readChunk {
@@ -125,64 +214,51 @@ func (r *Relay) serveClient(c *conn, budget *int) bool {
 		if n < len(sp) && !c.hup {
 			r.readable &^= bit
 		}
+		r.queueFrames(c)
 	case err == nil:
-		r.disconnectAfterFrames(c)
-		return true
+		// EOF: whatever complete frames it sent before closing still go
+		// to the guest (a client may send core.shutdown and hang up); a
+		// trailing partial frame is discarded.
+		r.queueFrames(c)
+		if c.live {
+			if c.in.len() > c.queued {
+				r.log.Info("client left mid-frame; partial frame discarded", "slot", c.slot, "bytes", c.in.len()-c.queued)
+			}
+			if c.werr != nil {
+				r.disconnect(c, "write failed", c.werr)
+			} else {
+				r.disconnect(c, "closed by client", nil)
+			}
+		}
 	case err == unix.EAGAIN:
 		r.readable &^= bit
 		if c.werr != nil {
 			// Its write side failed and everything it sent is in.
 			r.disconnect(c, "write failed", c.werr)
 		}
-		return true
 	case err == unix.EINTR:
-		return true
 	default:
 		r.disconnect(c, "read failed", err)
-		return true
-	}
-	return r.forwardFrames(c)
-}
-
-// disconnectAfterFrames handles a client's EOF: whatever complete frames it
-// sent before closing still go to the guest (a client may send core.shutdown
-// and hang up), a trailing partial frame is discarded.
-func (r *Relay) disconnectAfterFrames(c *conn) {
-	if !r.forwardFrames(c) {
-		// Rx full: keep the connection until its frames are through; the
-		// socket stays readable (EOF) so the turn comes back.
-		r.readable |= 1 << c.slot
-		return
-	}
-	if c.live {
-		if c.in.len() > 0 {
-			r.log.Info("client left mid-frame; partial frame discarded", "slot", c.slot, "bytes", c.in.len())
-		}
-		if c.werr != nil {
-			r.disconnect(c, "write failed", c.werr)
-		} else {
-			r.disconnect(c, "closed by client", nil)
-		}
 	}
 }
 
-// forwardFrames sends c's complete buffered frames to the guest. It reports
-// false when Rx is full (c's frames wait in its buffer), true otherwise,
-// including when c had to be disconnected for a bad frame.
-func (r *Relay) forwardFrames(c *conn) bool {
+// queueFrames checks c's complete frames after those already queued and
+// queues them for the guest. A bad frame disconnects c; the frames before it
+// stay queued and reach the guest.
+func (r *Relay) queueFrames(c *conn) {
 	for c.live {
-		f, err := frame.Split(c.in.bytes())
+		f, err := frame.Split(c.in.bytes()[c.queued:])
 		if err == frame.ErrIncomplete {
-			return true
+			return
 		}
 		if err != nil {
 			r.protocolError(c, err)
-			return true
+			return
 		}
 		if !validID(c.slot, f.ID, f.Flags) {
 			lo := uint32(c.slot) * frame.Step
 			r.protocolError(c, fmt.Errorf("frame id %d (flags %#x) outside the client's range [%d, %d)", f.ID, f.Flags, lo+1, lo+frame.Step))
-			return true
+			return
 		}
 		if f.Flags&frame.FlagSessionStart == 0 && c.quarantined > 0 && r.quarantinedID(f.ID) {
 			// stdin, a signal or a TERMINAL for a departed client's
@@ -190,43 +266,43 @@ func (r *Relay) forwardFrames(c *conn) bool {
 			// slot's id. (Checked only while the slot holds such
 			// sessions, so the common case costs no lookup.)
 			r.protocolError(c, fmt.Errorf("frame id %d (flags %#x) addresses a departed client's session", f.ID, f.Flags))
-			return true
+			return
 		}
 		if f.Flags&frame.FlagSessionStart != 0 && !r.openSession(c, f) {
 			if c.live {
-				c.in.consume(len(f.Raw)) // refused and answered; next frame
+				r.dropUnqueued(c, len(f.Raw)) // refused and answered; next frame
 				continue
 			}
-			return true
+			return
 		}
 		if f.Flags&frame.FlagTerminal != 0 {
 			r.closeClientSession(c, f.ID)
 		}
-		// The frame leaves c.in now even if Rx takes only part of it: the
-		// rest stays valid in place because no client is read while rxCur
-		// is pending, and disconnect copies it to spill.
-		c.in.consume(len(f.Raw))
+		c.queued += len(f.Raw)
+		r.q.add(c.slot)
+		if f.Flags&frame.FlagShutdown != 0 {
+			c.shutdownAt = c.queued
+		}
 		r.stats.framesToGuest.Add(1)
 		r.stats.bytesToGuest.Add(uint64(len(f.Raw)))
-		shutdown := f.Flags&frame.FlagShutdown != 0
-		n := r.rx.Write(f.Raw)
-		if n < len(f.Raw) {
-			r.rxCur, r.rxOwner, r.rxShutdown = f.Raw[n:], c.slot, shutdown
-			r.blockRx()
-			// Its next frames wait in c.in: keep its turn, whatever the
-			// socket says.
-			r.readable |= 1 << c.slot
-			return false
-		}
-		if shutdown {
-			r.notifyShutdown(c.slot)
-		}
 	}
-	return true
+}
+
+// dropUnqueued removes n bytes that follow c's queued frames (a refused
+// session start) from its input buffer.
+func (r *Relay) dropUnqueued(c *conn, n int) {
+	if c.queued == 0 {
+		c.in.consume(n)
+		return
+	}
+	b := c.in.bytes()
+	copy(b[c.queued:], b[c.queued+n:])
+	c.in.w -= n
 }
 
 // protocolError disconnects a client that broke the protocol. Frames it sent
-// before the bad one have been forwarded; nothing of anyone else's is lost.
+// before the bad one are queued for the guest; nothing of anyone else's is
+// lost.
 func (r *Relay) protocolError(c *conn, err error) {
 	r.stats.protocolErrors.Add(1)
 	r.disconnect(c, "protocol error", err)

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/relay"
 	"github.com/agentrelay/agentrelay/ring"
@@ -34,35 +36,124 @@ type Impl struct {
 	// Improved says the implementation has the reactor's improvements over
 	// 0.4.4; the Improvements group is skipped, test by test, otherwise.
 	Improved bool
+	// Ports lists the guest ports the implementation serves; Run runs the
+	// suite once per port. Empty means PortRing only.
+	Ports []Port
+	// Port is the port Start gives the relay; Run sets it.
+	Port Port
 }
+
+// Port is how a test guest reaches the relay.
+type Port string
+
+const (
+	// PortRing: a ring.Console (Options.Console), as an embedding VMM or an
+	// in-process guest has.
+	PortRing Port = "ring"
+	// PortFD: a connected Unix stream socket (Options.Guest), as QEMU's
+	// chardev or a hybrid vsock connection gives.
+	PortFD Port = "fd"
+)
 
 // Guest plays the guest agent on a console: it collects every host→guest
 // frame and writes guest→host bytes.
 type Guest struct {
-	Console *ring.Console
+	Port    Port
+	Console *ring.Console // PortRing
+	Conn    *net.UnixConn // PortFD: the guest's end of the socket
+	file    *os.File      // PortFD: the relay's end, for Options.Guest
 	frames  chan []byte
-	paused  atomic.Bool // the reader stops draining Rx
+	paused  atomic.Bool // the reader stops reading host→guest bytes
 	done    chan struct{}
 }
 
-// NewGuest allocates a console of the given ring capacity and starts reading
-// its Rx ring into frames.
-func NewGuest(t testing.TB, capacity int) *Guest {
+// NewGuest starts a guest on port and reads what the relay sends it into
+// frames. capacity is the ring capacity (PortRing) or the socket's buffer
+// sizes (PortFD); 0 means the default.
+func NewGuest(t testing.TB, port Port, capacity int) *Guest {
 	t.Helper()
-	c, err := ring.NewConsole(capacity)
-	if err != nil {
-		t.Fatal(err)
+	g := &Guest{Port: port, frames: make(chan []byte, 1<<16), done: make(chan struct{})}
+	switch port {
+	case PortRing, "":
+		g.Port = PortRing
+		c, err := ring.NewConsole(capacity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Console = c
+	case PortFD:
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if capacity > 0 {
+			for _, fd := range fds {
+				unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, capacity)
+				unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, capacity)
+			}
+		}
+		g.file = os.NewFile(uintptr(fds[0]), "guest-console")
+		gf := os.NewFile(uintptr(fds[1]), "guest")
+		fc, err := net.FileConn(gf)
+		gf.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Conn = fc.(*net.UnixConn)
+	default:
+		t.Fatalf("unknown port %q", port)
 	}
-	g := &Guest{Console: c, frames: make(chan []byte, 1<<16), done: make(chan struct{})}
 	go g.read()
 	t.Cleanup(func() {
 		// A test that failed while the guest was paused must not hang here.
 		g.Resume()
-		c.Backend().CloseRead()
+		if g.Console != nil {
+			g.Console.Backend().CloseRead()
+			<-g.done
+			g.Console.Backend().CloseWrite()
+			return
+		}
+		g.Conn.Close()
 		<-g.done
-		c.Backend().CloseWrite()
+		g.file.Close() // the relay's end, if no relay took it
 	})
 	return g
+}
+
+// SetOptions points o at the guest: Options.Console or Options.Guest.
+func (g *Guest) SetOptions(o *relay.Options) {
+	if g.Console != nil {
+		o.Console = g.Console
+	} else {
+		o.Guest = g.file
+	}
+}
+
+// Write writes guest→host bytes, blocking while the relay does not read.
+func (g *Guest) Write(p []byte) (int, error) {
+	if g.Console != nil {
+		return g.Console.Backend().Write(p)
+	}
+	return g.Conn.Write(p)
+}
+
+// CloseWrite ends the guest→host stream.
+func (g *Guest) CloseWrite() {
+	if g.Console != nil {
+		g.Console.Backend().CloseWrite()
+		return
+	}
+	g.Conn.CloseWrite()
+}
+
+// readSome reads host→guest bytes for at most 10 ms.
+func (g *Guest) readSome(p []byte) (int, error) {
+	deadline := time.Now().Add(10 * time.Millisecond)
+	if g.Console != nil {
+		return g.Console.Rx.Read(p, deadline)
+	}
+	g.Conn.SetReadDeadline(deadline)
+	return g.Conn.Read(p)
 }
 
 func (g *Guest) read() {
@@ -74,7 +165,7 @@ func (g *Guest) read() {
 			continue
 		}
 		// Short reads keep Pause prompt: a paused guest must stop reading.
-		n, err := g.Console.Rx.Read(sc.Space(), time.Now().Add(10*time.Millisecond))
+		n, err := g.readSome(sc.Space())
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			continue
 		}
@@ -100,7 +191,7 @@ func (g *Guest) Resume() { g.paused.Store(false) }
 // full, never dropping).
 func (g *Guest) Send(t testing.TB, raw []byte) {
 	t.Helper()
-	if _, err := g.Console.Backend().Write(raw); err != nil {
+	if _, err := g.Write(raw); err != nil {
 		t.Fatalf("guest send: %v", err)
 	}
 }
@@ -162,7 +253,7 @@ type Env struct {
 
 // Config adjusts an Env before it starts.
 type Config struct {
-	Ring     int                  // ring capacity; 0 = default
+	Ring     int                  // ring capacity or socket buffer size; 0 = default
 	Options  func(*relay.Options) // tweak options
 	PreReady [][]byte             // guest frames sent before core.ready
 	NoReady  bool                 // do not send core.ready or wait for it
@@ -172,14 +263,15 @@ type Config struct {
 // be ready, and stops it when the test ends.
 func Start(t testing.TB, impl Impl, cfg Config) *Env {
 	t.Helper()
-	g := NewGuest(t, cfg.Ring)
+	g := NewGuest(t, impl.Port, cfg.Ring)
 	dir, err := os.MkdirTemp("", "relaytest")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	e := &Env{T: t, Impl: impl, Guest: g, Socket: filepath.Join(dir, "agent.sock"), runErr: make(chan error, 1)}
-	o := relay.Options{Socket: e.Socket, Console: g.Console, ReadyTimeout: 5 * time.Second}
+	o := relay.Options{Socket: e.Socket, ReadyTimeout: 5 * time.Second}
+	g.SetOptions(&o)
 	if cfg.Options != nil {
 		cfg.Options(&o)
 	}

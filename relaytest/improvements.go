@@ -315,8 +315,10 @@ func testSocketMode(t *testing.T, impl Impl) {
 	}
 	open := t.TempDir()
 	os.Chmod(open, 0o777)
-	g := NewGuest(t, 0)
-	if _, err := impl.New(relay.Options{Socket: filepath.Join(open, "agent.sock"), Console: g.Console}); err == nil {
+	g := NewGuest(t, impl.Port, 0)
+	o := relay.Options{Socket: filepath.Join(open, "agent.sock")}
+	g.SetOptions(&o)
+	if _, err := impl.New(o); err == nil {
 		t.Fatal("relay accepted a socket directory writable by others")
 	}
 }

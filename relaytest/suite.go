@@ -20,8 +20,19 @@ import (
 
 const wait = 5 * time.Second
 
-// Run runs the whole suite against impl.
+// Run runs the whole suite against impl, once for each of its ports.
 func Run(t *testing.T, impl Impl) {
+	ports := impl.Ports
+	if len(ports) == 0 {
+		ports = []Port{PortRing}
+	}
+	for _, p := range ports {
+		impl.Port = p
+		t.Run("port="+string(p), func(t *testing.T) { runPort(t, impl) })
+	}
+}
+
+func runPort(t *testing.T, impl Impl) {
 	for _, tc := range Basic {
 		t.Run(tc.Name, func(t *testing.T) { tc.F(t, impl) })
 	}
@@ -227,7 +238,7 @@ func echo(t testing.TB, g *Guest, stop chan struct{}) *sync.WaitGroup {
 		for {
 			select {
 			case f := <-g.frames:
-				if _, err := g.Console.Backend().Write(f); err != nil {
+				if _, err := g.Write(f); err != nil {
 					return
 				}
 			case <-stop:
@@ -382,7 +393,7 @@ func testGuestEnd(t *testing.T, impl Impl) {
 	c := e.Dial(t)
 	last := stdout(t, c.ID(1), "last words")
 	e.Guest.Send(t, last)
-	e.Guest.Console.Backend().CloseWrite()
+	e.Guest.CloseWrite()
 	sameBytes(t, "frame before the end", c.Next(t, wait), last)
 	c.Closed(t, wait)
 	e.Wait(t, wait)
