@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"time"
 )
@@ -39,6 +40,27 @@ func DialUnix(ctx context.Context, path string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	})
+}
+
+// DialFile connects to a unix: or vsock: guest as DialUnix and DialVsock do
+// and returns the connection as a file, for the relay's fd port. The file is
+// in blocking mode and registered with no poller: its new owner decides.
+func DialFile(ctx context.Context, spec Spec) (*os.File, error) {
+	var conn net.Conn
+	var err error
+	switch spec.Kind {
+	case KindUnix:
+		conn, err = DialUnix(ctx, spec.Path)
+	case KindVsock:
+		conn, err = DialVsock(ctx, spec.Path, spec.Port)
+	default:
+		return nil, fmt.Errorf("%v is not a socket guest", spec)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.(*net.UnixConn).File()
 }
 
 // DialVsock connects to a guest's vsock port through a Firecracker or Cloud

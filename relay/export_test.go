@@ -16,6 +16,7 @@ import (
 type SysCalls struct {
 	Read    func(fd int, p []byte) (int, error)
 	Write   func(fd int, p []byte) (int, error)
+	Writev  func(fd int, iovs [][]byte) (int, error)
 	Accept4 func(fd, flags int) (int, unix.Sockaddr, error)
 }
 
@@ -30,10 +31,13 @@ func SetSysCalls(s SysCalls) (restore func()) {
 	if s.Write != nil {
 		sysWrite = s.Write
 	}
+	if s.Writev != nil {
+		sysWritev = s.Writev
+	}
 	if s.Accept4 != nil {
 		sysAccept4 = s.Accept4
 	}
-	return func() { sysRead, sysWrite, sysAccept4 = unix.Read, unix.Write, unix.Accept4 }
+	return func() { sysRead, sysWrite, sysWritev, sysAccept4 = unix.Read, unix.Write, unix.Writev, unix.Accept4 }
 }
 
 // LoopStats returns the counters of the relay's reactor loop.
@@ -50,4 +54,12 @@ func LoopTID(r *Relay) int {
 	case <-time.After(time.Second):
 		return -1
 	}
+}
+
+// GuestFD returns the relay's end of the guest's socket (the fd port), or -1.
+func GuestFD(r *Relay) int {
+	if p, ok := r.port.(*fdPort); ok {
+		return p.fd
+	}
+	return -1
 }

@@ -397,7 +397,7 @@ func (l *logCapture) reset() {
 // frame intact and no partial one; the counters must add up; the unread
 // data must show as resets in the log.
 func TestPeerFaultVanishing(t *testing.T) {
-	rig := newEchoRig(t, 1<<20, nil)
+	rig := newEchoRig(t, relaytest.PortRing, 1<<20, nil)
 	until := time.Now().Add(2 * time.Second)
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -83,6 +83,10 @@ const (
 //     then the real read says so itself; injecting it on a socket holding
 //     data would strand that data for good (no edge comes for data already
 //     there). Likewise no EAGAIN on accept4 with connections in the backlog.
+//   - On the guest's socket (the fd port), the same: EINTR on read and
+//     writev, short writevs (the kernel is offered a prefix of the iovecs)
+//     and EAGAIN right after one. The guest itself writes in random pieces,
+//     so frames arrive split at every possible point.
 //   - ECONNABORTED and EMFILE on accept4, without the call. The relay skips
 //     the first; after EMFILE the connection stays in the backlog and the
 //     relay must come back on its own (it retries after 100 ms).
@@ -91,6 +95,7 @@ type faultInjector struct {
 	rng      *rand.Rand
 	eagainFD int // the next write to this fd says EAGAIN
 	emfile   int
+	guestFD  int // the relay's end of the guest's socket; -1 on the ring port
 
 	// counts, guarded by mu
 	reads, writes, accepts                 int
@@ -99,15 +104,67 @@ type faultInjector struct {
 	acceptEINTR, acceptAborted, acceptMFIL int
 	kernelReadEAGAIN, kernelWriteEAGAIN    int
 	readErrs, writeErrs                    map[string]int
+	guestReads, guestReadEINTR             int
+	writevs, writevEINTR, writevShort      int
+	writevEAGAIN                           int
 }
 
 func newFaultInjector(seed uint64) *faultInjector {
-	return &faultInjector{rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), eagainFD: -1,
+	return &faultInjector{rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), eagainFD: -1, guestFD: -1,
 		readErrs: map[string]int{}, writeErrs: map[string]int{}}
 }
 
 func (f *faultInjector) calls() relay.SysCalls {
-	return relay.SysCalls{Read: f.read, Write: f.write, Accept4: f.accept4}
+	return relay.SysCalls{Read: f.read, Write: f.write, Writev: f.writev, Accept4: f.accept4}
+}
+
+// writev is the guest socket's write: EINTR, a short write (a prefix of the
+// iovecs), EAGAIN after a short one.
+func (f *faultInjector) writev(fd int, iovs [][]byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writevs++
+	if f.eagainFD >= 0 {
+		hit := f.eagainFD == fd
+		f.eagainFD = -1
+		if hit {
+			f.writevEAGAIN++
+			return -1, unix.EAGAIN
+		}
+	}
+	roll := f.rng.Float64()
+	if roll < pWriteEINTR {
+		f.writevEINTR++
+		return -1, unix.EINTR
+	}
+	total := 0
+	for _, b := range iovs {
+		total += len(b)
+	}
+	if roll < pWriteEINTR+pWriteShort && total > 1 {
+		k := 1 + f.rng.IntN(total-1)
+		if f.rng.IntN(2) == 0 {
+			k = 1 + f.rng.IntN(min(total-1, 64))
+		}
+		var short [][]byte
+		for _, b := range iovs {
+			if k == 0 {
+				break
+			}
+			b = b[:min(len(b), k)]
+			k -= len(b)
+			short = append(short, b)
+		}
+		n, err := unix.Writev(fd, short)
+		if n > 0 {
+			f.writevShort++
+			if f.rng.Float64() < pEAGAINAfter {
+				f.eagainFD = fd
+			}
+		}
+		return n, err
+	}
+	return unix.Writev(fd, iovs)
 }
 
 // peerShutDown reports whether the peer of socket fd has shut down its
@@ -122,9 +179,16 @@ func (f *faultInjector) read(fd int, p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reads++
+	guest := fd == f.guestFD
+	if guest {
+		f.guestReads++
+	}
 	roll := f.rng.Float64()
 	if roll < pReadEINTR {
 		f.readEINTR++
+		if guest {
+			f.guestReadEINTR++
+		}
 		return -1, unix.EINTR
 	}
 	var n int
@@ -232,6 +296,22 @@ func (f *faultInjector) short() []string {
 			miss = append(miss, fmt.Sprintf("%s fired %d times, want at least %d", c.what, c.got, c.min))
 		}
 	}
+	if f.guestFD < 0 {
+		return miss
+	}
+	for _, c := range []struct {
+		what     string
+		got, min int
+	}{
+		{"guest read EINTR", f.guestReadEINTR, 30},
+		{"guest writev EINTR", f.writevEINTR, 30},
+		{"guest short writevs", f.writevShort, 50},
+		{"guest writev EAGAIN after a short one", f.writevEAGAIN, 30},
+	} {
+		if c.got < c.min {
+			miss = append(miss, fmt.Sprintf("%s fired %d times, want at least %d", c.what, c.got, c.min))
+		}
+	}
 	return miss
 }
 
@@ -240,10 +320,12 @@ func (f *faultInjector) String() string {
 	defer f.mu.Unlock()
 	return fmt.Sprintf("reads %d (EINTR %d, short after hang-up %d; kernel EAGAIN %d, errors %v), "+
 		"writes %d (EINTR %d, short %d, EAGAIN after short %d; kernel EAGAIN %d, errors %v), "+
-		"accepts %d (EINTR %d, ECONNABORTED %d, EMFILE %d)",
+		"accepts %d (EINTR %d, ECONNABORTED %d, EMFILE %d), "+
+		"guest reads %d (EINTR %d), guest writevs %d (EINTR %d, short %d, EAGAIN after short %d)",
 		f.reads, f.readEINTR, f.readShortHup, f.kernelReadEAGAIN, f.readErrs,
 		f.writes, f.writeEINTR, f.writeShort, f.writeEAGAIN, f.kernelWriteEAGAIN, f.writeErrs,
-		f.accepts, f.acceptEINTR, f.acceptAborted, f.acceptMFIL)
+		f.accepts, f.acceptEINTR, f.acceptAborted, f.acceptMFIL,
+		f.guestReads, f.guestReadEINTR, f.writevs, f.writevEINTR, f.writevShort, f.writevEAGAIN)
 }
 
 // TestSysFault runs 8 pipelined checksummed streamers and two churners
@@ -254,6 +336,12 @@ func (f *faultInjector) String() string {
 // frame intact and nothing else; the counters must add up; and each kind of
 // fault must actually have fired.
 func TestSysFault(t *testing.T) {
+	for _, port := range ports {
+		t.Run("port="+string(port), func(t *testing.T) { testSysFault(t, port) })
+	}
+}
+
+func testSysFault(t *testing.T, port relaytest.Port) {
 	seed := *sysFaultSeed
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
@@ -261,7 +349,12 @@ func TestSysFault(t *testing.T) {
 	t.Logf("injector seed %d (reproduce the injector's decisions with -sysfault.seed=%d)", seed, seed)
 	inj := newFaultInjector(seed)
 	t.Cleanup(relay.SetSysCalls(inj.calls())) // runs after the rig has stopped
-	rig := newEchoRig(t, 1<<18, nil)
+	rig := newEchoRig(t, port, 1<<18, nil)
+	if port == relaytest.PortFD {
+		inj.mu.Lock()
+		inj.guestFD = relay.GuestFD(rig.R)
+		inj.mu.Unlock()
+	}
 
 	// Traffic runs for 1.5 s, and on until every kind of fault has fired
 	// often enough to mean something (a slow machine moves less traffic),
@@ -393,7 +486,7 @@ func TestSysFault(t *testing.T) {
 // good number of the signals (each of those is an EINTR the reactor had to
 // absorb).
 func TestSignalStorm(t *testing.T) {
-	rig := newEchoRig(t, 1<<16, nil)
+	rig := newEchoRig(t, relaytest.PortRing, 1<<16, nil)
 	tid := relay.LoopTID(rig.R)
 	if tid < 0 {
 		t.Fatal("the loop did not tell its thread id")
@@ -543,19 +636,35 @@ type echoRig struct {
 	Echo *checkingEcho
 }
 
-func newEchoRig(t *testing.T, ringCap int, tweak func(*relay.Options)) *echoRig {
+// ports are the guest ports the reactor relay serves.
+var ports = []relaytest.Port{relaytest.PortRing, relaytest.PortFD}
+
+func newEchoRig(t *testing.T, port relaytest.Port, capacity int, tweak func(*relay.Options)) *echoRig {
 	t.Helper()
-	c, err := ring.NewConsole(ringCap)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir, err := os.MkdirTemp("", "sysfault")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	log := &logCapture{}
-	o := relay.Options{Socket: filepath.Join(dir, "s"), Console: c, Logger: log.logger(), DrainTimeout: time.Second}
+	o := relay.Options{Socket: filepath.Join(dir, "s"), Logger: log.logger(), DrainTimeout: time.Second}
+	var end guestEnd
+	switch port {
+	case relaytest.PortFD:
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Guest = os.NewFile(uintptr(fds[0]), "guest-console")
+		end = &sockEnd{fd: fds[1], rng: rand.New(rand.NewPCG(uint64(fds[1]), 7))}
+	default:
+		c, err := ring.NewConsole(capacity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Console = c
+		end = ringEnd{c}
+	}
 	if tweak != nil {
 		tweak(&o)
 	}
@@ -563,7 +672,7 @@ func newEchoRig(t *testing.T, ringCap int, tweak func(*relay.Options)) *echoRig 
 	if err != nil {
 		t.Fatal(err)
 	}
-	echo := startCheckingEcho(c)
+	echo := startCheckingEcho(end)
 	ctx, cancel := context.WithCancel(context.Background())
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer wcancel()
@@ -584,11 +693,70 @@ func newEchoRig(t *testing.T, ringCap int, tweak func(*relay.Options)) *echoRig 
 			t.Errorf("Run did not return after cancel")
 			return
 		}
-		echo.stop(c)
-		c.Close()
+		echo.stop(end)
 	})
 	return &echoRig{R: r, Env: &relaytest.Env{Socket: o.Socket}, Log: log, Echo: echo}
 }
+
+// guestEnd is the guest's side of a port, for the checking echo.
+type guestEnd interface {
+	read(p []byte) (int, error) // blocks
+	write(p []byte) error       // all of p, blocking
+	close()
+}
+
+type ringEnd struct{ c *ring.Console }
+
+func (e ringEnd) read(p []byte) (int, error) { return e.c.Rx.Read(p, time.Time{}) }
+func (e ringEnd) write(p []byte) error {
+	_, err := e.c.Backend().Write(p)
+	return err
+}
+func (e ringEnd) close() {
+	e.c.Backend().CloseRead()
+	e.c.Backend().CloseWrite()
+	e.c.Close()
+}
+
+// sockEnd is the guest's end of a socketpair. It writes in random pieces so
+// that the relay sees frames split at every point.
+type sockEnd struct {
+	fd  int
+	rng *rand.Rand
+}
+
+func (e *sockEnd) read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(e.fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if n == 0 && err == nil {
+			return 0, io.EOF
+		}
+		return n, err
+	}
+}
+
+func (e *sockEnd) write(p []byte) error {
+	for len(p) > 0 {
+		k := len(p)
+		if e.rng.IntN(4) == 0 {
+			k = 1 + e.rng.IntN(min(len(p), 64))
+		}
+		n, err := unix.Write(e.fd, p[:k])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+func (e *sockEnd) close() { unix.Shutdown(e.fd, unix.SHUT_RDWR) }
 
 // checkingEcho plays the guest: it reflects every host→guest frame back
 // unchanged, as guest.Echo does, but reassembles frames first and checks
@@ -600,15 +768,14 @@ type checkingEcho struct {
 	done                      chan struct{}
 }
 
-func startCheckingEcho(c *ring.Console) *checkingEcho {
+func startCheckingEcho(end guestEnd) *checkingEcho {
 	e := &checkingEcho{done: make(chan struct{})}
-	b := c.Backend()
-	b.Write(guest.DefaultReady())
+	end.write(guest.DefaultReady())
 	go func() {
 		defer close(e.done)
 		sc := frame.NewScanner(2 * frame.MaxFrame)
 		for {
-			n, err := c.Rx.Read(sc.Space(), time.Time{})
+			n, err := end.read(sc.Space())
 			if err != nil {
 				return
 			}
@@ -634,7 +801,7 @@ func startCheckingEcho(c *ring.Console) *checkingEcho {
 				}
 				e.frames.Add(1)
 				e.bytes.Add(uint64(len(f.Raw)))
-				if _, err := b.Write(f.Raw); err != nil {
+				if err := end.write(f.Raw); err != nil {
 					return
 				}
 			}
@@ -644,9 +811,8 @@ func startCheckingEcho(c *ring.Console) *checkingEcho {
 }
 
 // stop ends the guest once the relay has stopped.
-func (e *checkingEcho) stop(c *ring.Console) {
-	c.Backend().CloseRead()
-	c.Backend().CloseWrite()
+func (e *checkingEcho) stop(end guestEnd) {
+	end.close()
 	<-e.done
 }
 

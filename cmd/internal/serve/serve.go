@@ -39,10 +39,14 @@ type Impl struct {
 	// BoundedMemory: Options.MemoryBound holds for it, so the runtime's
 	// memory limit can be set from it.
 	BoundedMemory bool
+	// GuestSocket: it serves a unix: or vsock: guest's socket itself
+	// (Options.Guest); otherwise a goroutine pump moves the socket's
+	// bytes through a ring.Console.
+	GuestSocket bool
 }
 
 // Reactor is the production relay.
-var Reactor = Impl{Name: "reactor", New: func(o relay.Options) (Server, error) { return relay.New(o) }, BoundedMemory: true}
+var Reactor = Impl{Name: "reactor", New: func(o relay.Options) (Server, error) { return relay.New(o) }, BoundedMemory: true, GuestSocket: true}
 
 // Main runs the serve subcommand of the binary prog with impl and returns
 // its exit code.
@@ -86,15 +90,55 @@ func logLevel() slog.Level {
 }
 
 func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, readyTimeout time.Duration, debugAddr string, impl Impl) error {
-	console, err := ring.NewConsole(0)
-	if err != nil {
-		return err
-	}
-	defer console.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	// Until the guest is ready, a signal or the guest's failure ends the
+	// wait (and the dial before it).
+	readyCtx, readyCancel := context.WithCancel(ctx)
+	defer readyCancel()
+	guestDone := make(chan error, 1)
+	go func() {
+		select {
+		case s := <-sigs:
+			log.Info("signal before ready; exiting", "signal", s.String())
+			readyCancel()
+		case err := <-guestDone:
+			guestDone <- err
+			if err != nil {
+				log.Error("guest failed before ready", "err", err)
+				readyCancel()
+			}
+		case <-readyCtx.Done():
+		}
+	}()
 
-	opts := relay.Options{Socket: socket, Console: console, Logger: log, ReadyTimeout: readyTimeout}
+	opts := relay.Options{Socket: socket, Logger: log, ReadyTimeout: readyTimeout}
+	var console *ring.Console
+	if impl.GuestSocket && (spec.Kind == guest.KindUnix || spec.Kind == guest.KindVsock) {
+		// The fd port: the relay serves the guest's socket from its loop.
+		dctx, dcancel := context.WithTimeout(readyCtx, readyTimeout)
+		f, err := guest.DialFile(dctx, spec)
+		dcancel()
+		if err != nil {
+			return fmt.Errorf("guest %s: %w", spec, err)
+		}
+		log.Info("guest console connected", "guest", spec.String())
+		opts.Guest = f
+	} else {
+		var err error
+		if console, err = ring.NewConsole(0); err != nil {
+			return err
+		}
+		defer console.Close()
+		opts.Console = console
+	}
+
 	var xl *execlog.Writer
 	if execLogDir != "" {
+		var err error
 		if xl, err = execlog.Open(execLogDir, execlog.Options{}); err != nil {
 			return err
 		}
@@ -115,24 +159,19 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 		setMemoryLimit(log, opts, xl)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-
-	guestDone := make(chan error, 1)
-	go func() { guestDone <- startGuest(ctx, log, spec, console, readyTimeout) }()
-	defer func() {
-		// The relay is gone: tell an in-process guest there is nothing more
-		// to read, and wait for it briefly.
-		console.Rx.CloseWrite()
-		cancel()
-		select {
-		case <-guestDone:
-		case <-time.After(2 * time.Second):
-		}
-	}()
+	if console != nil {
+		go func() { guestDone <- startGuest(ctx, log, spec, console, readyTimeout) }()
+		defer func() {
+			// The relay is gone: tell an in-process guest there is nothing
+			// more to read, and wait for it briefly.
+			console.Rx.CloseWrite()
+			cancel()
+			select {
+			case <-guestDone:
+			case <-time.After(2 * time.Second):
+			}
+		}()
+	}
 
 	if debugAddr != "" {
 		addr, stop, err := serveDebug(debugAddr, srv, xl)
@@ -143,21 +182,6 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 		log.Info("debug endpoint", "addr", addr)
 	}
 
-	readyCtx, readyCancel := context.WithCancel(ctx)
-	go func() {
-		select {
-		case s := <-sigs:
-			log.Info("signal before ready; exiting", "signal", s.String())
-			readyCancel()
-		case err := <-guestDone:
-			guestDone <- err
-			if err != nil {
-				log.Error("guest failed before ready", "err", err)
-				readyCancel()
-			}
-		case <-readyCtx.Done():
-		}
-	}()
 	err = srv.WaitReady(readyCtx)
 	readyCancel()
 	if err != nil {
