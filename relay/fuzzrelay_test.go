@@ -219,10 +219,20 @@ type fuzzHarness struct {
 	log        strings.Builder
 }
 
+// runRelayFuzz runs the operations on each guest port in turn.
 func runRelayFuzz(t *testing.T, data []byte) {
 	if len(data) == 0 {
 		return
 	}
+	for _, port := range ports {
+		if t.Failed() {
+			return
+		}
+		runRelayFuzzPort(t, port, data)
+	}
+}
+
+func runRelayFuzzPort(t *testing.T, port relaytest.Port, data []byte) {
 	cfg, ops := data[0], data[1:]
 	ringSize := 4096
 	if cfg&1 != 0 {
@@ -238,7 +248,9 @@ func runRelayFuzz(t *testing.T, data []byte) {
 			console.Close()
 		}
 	})
-	e := relaytest.Start(t, Reactor, relaytest.Config{Ring: ringSize, Options: func(o *relay.Options) {
+	impl := Reactor
+	impl.Port = port
+	e := relaytest.Start(t, impl, relaytest.Config{Ring: ringSize, Options: func(o *relay.Options) {
 		o.EvictGrace = time.Minute
 		o.QuarantineTimeout = time.Hour
 		o.MaxSessions = maxSessions
@@ -247,7 +259,7 @@ func runRelayFuzz(t *testing.T, data []byte) {
 	}})
 	console = e.Guest.Console
 	h := &fuzzHarness{t: t, e: e, r: e.Server.(*relay.Relay), m: newModel(maxSessions), large: fuzzLargeBudget}
-	fmt.Fprintf(&h.log, "ring %d, MaxSessions %d\n", ringSize, maxSessions)
+	fmt.Fprintf(&h.log, "port %s, ring %d, MaxSessions %d\n", port, ringSize, maxSessions)
 	t.Cleanup(h.cleanup)
 	for i := 0; i+4 <= len(ops) && h.op < fuzzMaxOps; i += 4 {
 		h.op++
