@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/guest"
 	"github.com/agentrelay/agentrelay/relay"
@@ -30,20 +32,57 @@ var soakFor = flag.Duration("soak", 60*time.Second, "how long TestSoak runs (min
 // and clients that come and go. Every frame carries a sequence number and a
 // CRC of its data; every client must get back exactly what it sent, in
 // order. It reports frames moved, p99.9 round-trip latency, peak RSS and fds.
+//
+// Each guest port gets half of -soak.
 func TestSoak(t *testing.T) {
-	c, err := ring.NewConsole(0)
-	if err != nil {
-		t.Fatal(err)
+	for _, port := range ports {
+		t.Run("port="+string(port), func(t *testing.T) { soak(t, port, *soakFor/2) })
 	}
+}
+
+func soak(t *testing.T, port relaytest.Port, soakFor time.Duration) {
 	dir, _ := os.MkdirTemp("", "soak")
 	defer os.RemoveAll(dir)
-	r, err := relay.New(relay.Options{Socket: filepath.Join(dir, "s"), Console: c})
+	o := relay.Options{Socket: filepath.Join(dir, "s")}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var startEcho func()
+	if port == relaytest.PortFD {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Guest = os.NewFile(uintptr(fds[0]), "guest-console")
+		g := os.NewFile(uintptr(fds[1]), "guest")
+		defer g.Close()
+		startEcho = func() {
+			g.Write(guest.DefaultReady())
+			go func() {
+				buf := make([]byte, 256<<10)
+				for {
+					n, err := g.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := g.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	} else {
+		c, err := ring.NewConsole(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Console = c
+		startEcho = func() { go guest.Echo(ctx, c, nil) }
+	}
+	r, err := relay.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go guest.Echo(ctx, c, nil)
+	startEcho()
 	if err := r.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +92,7 @@ func TestSoak(t *testing.T) {
 	fds0 := openFDs(t)
 
 	var frames atomic.Uint64
-	stop := time.Now().Add(*soakFor)
+	stop := time.Now().Add(soakFor)
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	fail := func(err error) {
@@ -185,7 +224,7 @@ func TestSoak(t *testing.T) {
 	}
 	s := r.Stats()
 	t.Logf("soak %v: %d frames checked end to end (%d to guest, %d to clients, %.0f MB each way), %d clients; p99.9 round trip %v; peak RSS %s; fds %d → %d",
-		*soakFor, frames.Load(), s.FramesToGuest, s.FramesToClient, float64(s.BytesToGuest)/1e6, s.ClientsAccepted, p999, peakRSS(), fds0, openFDs(t))
+		soakFor, frames.Load(), s.FramesToGuest, s.FramesToClient, float64(s.BytesToGuest)/1e6, s.ClientsAccepted, p999, peakRSS(), fds0, openFDs(t))
 	if s.ProtocolErrors != 0 || s.Evictions != 0 {
 		t.Fatalf("unexpected protocol errors %d / evictions %d", s.ProtocolErrors, s.Evictions)
 	}
