@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,6 +82,7 @@ var Improvements = []Case{
 	{Name: "AcceptQueue", Why: "0.4.4 closes a 17th client silently", F: testAcceptQueue},
 	{Name: "CorruptGuestResync", Why: "0.4.4 clears its whole buffer on corrupt guest framing", F: testCorrupt},
 	{Name: "SocketPrivate", Why: "0.4.4 leaves the socket's mode to the umask", F: testSocketMode},
+	{Name: "StopFlushesQueued", Why: "0.4.4 drops what is queued for clients when it stops", F: testStopFlushes},
 }
 
 func msg(t testing.TB, id uint32, typ frame.Type, p any) []byte {
@@ -412,5 +414,31 @@ func testStop(t *testing.T, impl Impl) {
 	c.Closed(t, wait)
 	if _, err := os.Stat(e.Socket); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("socket still there after Stop: %v", err)
+	}
+}
+
+// testStopFlushes: what the guest sent a client that was not reading is
+// queued in the relay; Stop (SIGTERM in the binary) delivers all of it
+// before closing the client.
+func testStopFlushes(t *testing.T, impl Impl) {
+	e := Start(t, impl, Config{})
+	c := e.Dial(t)
+	const n = 64
+	var want [][]byte
+	for i := range n {
+		f := stdout(t, c.ID(1), strings.Repeat(string(rune('a'+i%26)), 32<<10))
+		want = append(want, f)
+		e.Guest.Send(t, f)
+	}
+	Eventually(t, wait, "the relay to take every guest frame", func() bool {
+		return stats(t, e).FramesToClient == n
+	})
+	e.Server.Stop()
+	for i := range n {
+		sameBytes(t, fmt.Sprintf("frame %d after Stop", i), c.Next(t, wait), want[i])
+	}
+	c.Closed(t, wait)
+	if err := e.Wait(t, wait); err != nil {
+		t.Fatalf("Run after Stop = %v, want nil", err)
 	}
 }
