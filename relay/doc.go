@@ -3,20 +3,38 @@
 //
 // It runs on a [reactor.Loop] (one goroutine locked to one OS thread, epoll,
 // edge-triggered) and owns everything the loop touches, so nothing in it is
-// locked. Data flows socket → reactor → relay → ring → guest, and back:
+// locked. Data flows socket → reactor → relay → guest port → guest, and back.
+// The guest is reached through one of two ports (port.go):
+//
+//   - the fd port ([Options.Guest]): the guest's console socket (QEMU's
+//     chardev, hybrid vsock) is one more fd in the loop;
+//   - the ring port ([Options.Console]): a [ring.Console] with wake pipes,
+//     for a VMM that embeds the relay and for the in-process guests.
+//
+// Each loop pass (service) runs in fixed phases: accept; host → guest; guest
+// → clients; the SIGKILLs of clients that left; freed slots to waiting
+// connections; one write per client with output; then it decides whether
+// the loop may sleep. Each phase has a budget, so one pass is bounded.
 //
 //   - Client → guest: each client has an input buffer of at most one frame
-//     (allocated with its slot, grown on demand, see below); complete
-//     frames are checked (the id must lie in the client's own range, or be 0
-//     with SHUTDOWN, and must not name a session a departed client of the
-//     slot left running), session-tracked and copied into the console's Rx ring
-//     whole, one client at a time, round-robin. When Rx is full the relay
-//     stops reading clients (their sockets push back) and resumes where it
-//     left off when the guest drains it: nothing is ever dropped.
-//   - Guest → client: frames are routed straight from the Tx ring's readable
-//     span (or, when a frame wraps the ring's end, from one staging buffer) by
-//     correlation-id range into the client's bounded output buffer, and every
-//     dirty client is flushed with one write per loop iteration.
+//     (allocated with its slot, grown on demand, see below). Each readable
+//     client gets one read per pass, round-robin; its complete frames are
+//     checked (the id must lie in the client's own range, or be 0 with
+//     SHUTDOWN, and must not name a session a departed client of the slot
+//     left running), session-tracked and queued where they lie. Everything
+//     queued then goes to the guest whole, with one writev on the fd port
+//     (a copy into the Rx ring on the ring port), frames of different
+//     clients never interleaved. When the guest takes no more the rest
+//     stays queued, no client is read (their sockets push back) and writing
+//     resumes when the guest makes room: nothing is ever dropped.
+//   - Guest → client: on the fd port guest bytes are read into one buffer
+//     and frames are routed as views of it; on the ring port, straight from
+//     the Tx ring's readable span (or, when a frame wraps the ring's end,
+//     from one staging buffer). Each frame goes by correlation-id range to
+//     its client: on the fd port, runs of contiguous frames for a client with
+//     nothing queued are written to its socket straight from the read buffer;
+//     otherwise, and for what a socket does not take, into the client's
+//     bounded output buffer, flushed with one write per pass.
 //
 // Where the original (microsandbox 0.4.4) loses data or lets one party hurt
 // another, this package does better; see README.md and PROTOCOL.md's last
@@ -28,14 +46,16 @@
 // Memory is bounded by Options. The 16 slots' buffers are allocated with
 // the relay at 64 KiB each and grown, by doubling, only when a frame does not
 // fit, up to their bounds; they are never shrunk and pass from a slot's
-// client to the next, so steady traffic does not allocate. The staging
-// buffer is allocated whole but untouched pages cost no RSS. For
+// client to the next, so steady traffic does not allocate. The fd port's read
+// buffer starts at 256 KiB and grows the same way for larger frames; the ring
+// port's staging buffer is allocated whole but untouched pages cost no RSS.
+// A departed client's queued frames stay in its input buffer until the guest
+// has them; its slot is reused only then. For
 // C = frame.MaxClients = 16, the relay holds at most
 //
 //	C × (ClientBuffer + frame.MaxFrame)   every slot's output and input buffer
-//	+ 3 × frame.MaxFrame                   guest staging buffer, spill (the rest of a
-//	                                       departed client's half-written frame),
-//	                                       the cached core.ready
+//	+ 2 × frame.MaxFrame                   the guest read buffer (fd port) or staging
+//	                                       buffer (ring port), the cached core.ready
 //	+ C × MaxSessions × 44 B + 4 KiB       queued SIGKILLs (44 B each)
 //	+ 2 × C × MaxSessions × 80 B           session table: open sessions (MaxSessions
 //	                                       per client) and quarantined ones (a slot's
@@ -53,10 +73,10 @@
 // process's memory. With the defaults (ClientBuffer 8 MiB, MaxSessions 4096,
 // AcceptQueue 64, 1 MiB rings, exec.log's two 4 MiB lanes in the binary):
 //
-//	192 + 12 + 2.75 + 10 + 7.0 + 0 + 4 = 227.8 MiB   the relay
-//	+ 2 MiB                                          the console
+//	192 + 8 + 2.75 + 10 + 7.0 + 0 + 4 = 223.8 MiB    the relay
+//	+ 2 MiB                                          the console (ring port only)
 //	+ 21.1 MiB                                       exec.log
-//	= 250.9 MiB
+//	= 246.9 MiB (ring port), 244.9 MiB (fd port)
 //
 // That bounds live memory. The garbage collector, left to GOGC, lets the heap
 // reach twice what was live at its last cycle, and buffers outgrown, exec.log

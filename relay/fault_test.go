@@ -295,7 +295,7 @@ func TestQuarantineBounded(t *testing.T) {
 // TestMemoryBoundDefaults pins the figure relay/doc.go states for the
 // defaults, so that a change of a default or of the formula updates the doc.
 func TestMemoryBoundDefaults(t *testing.T) {
-	const want = 227.8
+	const want = 223.8
 	if got := float64(relay.Options{}.MemoryBound()) / (1 << 20); got < want-0.05 || got > want+0.05 {
 		t.Fatalf("MemoryBound with the defaults is %.2f MiB; doc.go says %.1f MiB", got, want)
 	}

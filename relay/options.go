@@ -102,7 +102,7 @@ const (
 // every buffer at its bound and every table full, by the formula in the
 // package documentation. It counts the console's rings when o.Console is
 // set, and not the exec.log writer, whose owner adds
-// execlog.Writer.MemoryBound. With the defaults it is 227.8 MiB, plus 2 MiB
+// execlog.Writer.MemoryBound. With the defaults it is 223.8 MiB, plus 2 MiB
 // for a console of ring.DefaultCapacity.
 func (o Options) MemoryBound() int64 {
 	o.setDefaults()
@@ -110,7 +110,7 @@ func (o Options) MemoryBound() int64 {
 	sessions := clients * int64(o.MaxSessions)
 	kill, _ := frame.AppendMessage(nil, 0, frame.TypeExecSignal, frame.ExecSignal{Signal: 9})
 	b := clients*int64(o.ClientBuffer+frame.MaxFrame) + // client output and input buffers
-		3*frame.MaxFrame + // guest staging buffer, spill, cached core.ready
+		2*frame.MaxFrame + // guest read or staging buffer, cached core.ready
 		sessions*int64(len(kill)) + 4096 + // queued SIGKILLs
 		2*sessions*sessionEntryBytes + // session table: open and quarantined
 		(sessions+2*int64(o.MaxSessions))*qentryBytes + // quarantine FIFO, stale entries compacted
