@@ -131,7 +131,7 @@ func (r *Relay) freeSlot() int {
 		if c.live || c.queued > 0 {
 			continue
 		}
-		if c.quarantined == 0 {
+		if r.sess.quarantined[i] == 0 {
 			return i
 		}
 		if fallback < 0 {
@@ -185,7 +185,7 @@ func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration
 	c.peerUID, c.peerPID, c.since = int32(uid), pid, r.loop.Now()
 	c.in.reset()
 	c.out.reset()
-	c.open, c.full, c.hup = 0, false, false
+	c.full, c.hup = false, false
 	c.werr, c.dropped = nil, 0
 	offset := uint32(slot) * frame.Step
 	c.out.reserve(frame.LenSize + len(r.ready))
@@ -199,7 +199,7 @@ func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration
 	r.stats.clientsAccepted.Add(1)
 	r.stats.clientsActive.Add(1)
 	r.log.Info("client connected", "slot", slot, "id_offset", offset, "uid", uid, "pid", pid,
-		"waited", waited.Round(time.Millisecond), "quarantined_sessions_in_slot", c.quarantined)
+		"waited", waited.Round(time.Millisecond), "quarantined_sessions_in_slot", r.sess.quarantined[slot])
 }
 
 // disconnect closes a client: its open sessions get SIGKILL and are

@@ -50,9 +50,6 @@ type conn struct {
 	peerUID, peerPID int32
 	since            time.Time
 
-	open        int // sessions this client has open
-	quarantined int // sessions of earlier clients of this slot still quarantined
-
 	// full marks the start of a period in which this client's output buffer
 	// held up the guest stream; it is cleared only once the buffer has
 	// drained below half, so a client that reads a trickle cannot stall

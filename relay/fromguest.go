@@ -73,13 +73,13 @@ func (r *Relay) guestEnd() {
 // may have it. It reports false when the owning client's buffer is full; the
 // frame is then retried after that client has written some out.
 func (r *Relay) route(f frame.Frame) bool {
-	s, isSession := r.sessions[f.ID]
+	s, isSession := r.sess.get(f.ID)
 	terminal := f.Flags&frame.FlagTerminal != 0
 	if isSession && s.quarantined {
 		r.stats.quarantineDrops.Add(1)
 		r.logDrop("quarantined session", f)
 		if terminal {
-			r.endSession(f.ID, s)
+			r.endSession(f.ID)
 		}
 		return true
 	}
@@ -105,7 +105,7 @@ func (r *Relay) route(f frame.Frame) bool {
 			r.tap(f, s)
 		}
 		if terminal {
-			r.endSession(f.ID, s)
+			r.endSession(f.ID)
 		}
 	}
 	return true

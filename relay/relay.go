@@ -82,13 +82,10 @@ type Relay struct {
 	ctl       buffer // relay-made frames (SIGKILLs)
 	killFrame []byte // core.exec.signal {signal: 9} with id 0, patched per session
 
-	sessions   map[uint32]session
-	quarantine []qentry
-	qseq       uint64
-	qTimer     reactor.Timer
+	sess   sessionTable
+	qTimer reactor.Timer // the next quarantine expiry
 
-	lane      *execlog.Lane
-	nextLogID uint64
+	lane *execlog.Lane
 
 	st         state
 	drainTimer reactor.Timer
@@ -142,7 +139,7 @@ func New(opt Options) (*Relay, error) {
 		q:          newGuestQueue(),
 		killFrame:  kill,
 		ctl:        newBuffer(4096, frame.MaxClients*opt.MaxSessions*len(kill)+4096),
-		sessions:   make(map[uint32]session, 256),
+		sess:       newSessionTable(opt.MaxSessions),
 		shutdownCh: make(chan struct{}, 1),
 		allow:      opt.AllowUIDs,
 	}

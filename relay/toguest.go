@@ -260,7 +260,7 @@ func (r *Relay) queueFrames(c *conn) {
 			r.protocolError(c, fmt.Errorf("frame id %d (flags %#x) outside the client's range [%d, %d)", f.ID, f.Flags, lo+1, lo+frame.Step))
 			return
 		}
-		if f.Flags&frame.FlagSessionStart == 0 && c.quarantined > 0 && r.quarantinedID(f.ID) {
+		if f.Flags&frame.FlagSessionStart == 0 && r.sess.quarantined[c.slot] > 0 && r.sess.isQuarantined(f.ID) {
 			// stdin, a signal or a TERMINAL for a departed client's
 			// session, still dying in the guest: as foreign as another
 			// slot's id. (Checked only while the slot holds such
@@ -276,7 +276,8 @@ func (r *Relay) queueFrames(c *conn) {
 			return
 		}
 		if f.Flags&frame.FlagTerminal != 0 {
-			r.closeClientSession(c, f.ID)
+			r.sess.endByClient(c.slot, f.ID)
+			r.stats.sessionsActive.Store(uint64(r.sess.len()))
 		}
 		c.queued += len(f.Raw)
 		r.q.add(c.slot)
