@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/reactor"
 )
 
 // listen creates the clients' socket: non-blocking, close-on-exec, mode 0600
@@ -58,31 +59,34 @@ func listen(path string) (int, error) {
 	return fd, nil
 }
 
-// waiter is a connection accepted while all 16 slots were taken.
-type waiter struct {
-	fd       int
-	uid, pid int32
-	deadline time.Time
+// listener is the clients' listening socket.
+type listener struct {
+	fd      int
+	tok     reactor.Token
+	watched bool          // registered with the loop
+	pending bool          // connections may be waiting in the backlog
+	retry   reactor.Timer // a look at the backlog after accept4 failed
+	allow   []uint32      // peer uids allowed to connect
 }
 
 // acceptAll accepts until the backlog is empty (the listener is
 // edge-triggered).
 func (r *Relay) acceptAll() {
-	for r.lfd >= 0 {
-		nfd, _, err := sysAccept4(r.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	for r.ln.fd >= 0 {
+		nfd, _, err := sysAccept4(r.ln.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		switch err {
 		case nil:
 		case unix.EAGAIN:
-			r.acceptPending = false
+			r.ln.pending = false
 			return
 		case unix.EINTR, unix.ECONNABORTED:
 			continue
 		default:
 			// EMFILE and friends: the connection stays in the backlog and no
 			// new edge will come for it, so look again shortly.
-			r.acceptPending = false
+			r.ln.pending = false
 			r.log.Error("accept failed; retrying in 100ms", "err", err)
-			r.loop.Schedule(&r.acceptRetry, r.loop.Now().Add(100*time.Millisecond), func(time.Time) { r.acceptPending = true })
+			r.loop.Schedule(&r.ln.retry, r.loop.Now().Add(100*time.Millisecond), func(time.Time) { r.ln.pending = true })
 			return
 		}
 		cred, err := unix.GetsockoptUcred(nfd, unix.SOL_SOCKET, unix.SO_PEERCRED)
@@ -92,29 +96,28 @@ func (r *Relay) acceptAll() {
 			r.log.Warn("connection refused: peer credentials unavailable", "err", err)
 			continue
 		}
-		if !slices.Contains(r.allow, cred.Uid) {
+		if !slices.Contains(r.ln.allow, cred.Uid) {
 			r.stats.clientsRefused.Add(1)
 			unix.Close(nfd)
-			r.log.Warn("connection refused: peer uid not allowed", "uid", cred.Uid, "pid", cred.Pid, "allowed", r.allow)
+			r.log.Warn("connection refused: peer uid not allowed", "uid", cred.Uid, "pid", cred.Pid, "allowed", r.ln.allow)
 			continue
 		}
-		if len(r.waiters) == 0 {
+		if r.waiting.len() == 0 {
 			if slot := r.freeSlot(); slot >= 0 {
 				r.attach(slot, nfd, cred.Uid, cred.Pid, 0)
 				continue
 			}
 		}
-		if len(r.waiters) >= r.opt.AcceptQueue {
+		w := waiter{fd: nfd, uid: int32(cred.Uid), pid: cred.Pid, deadline: r.loop.Now().Add(r.opt.AcceptWait)}
+		if !r.waiting.push(w) {
 			r.stats.acceptOverflows.Add(1)
 			unix.Close(nfd)
 			r.log.Warn("connection closed: all slots busy and the wait queue is full",
-				"queue", len(r.waiters), "uid", cred.Uid, "pid", cred.Pid)
+				"queue", r.waiting.len(), "uid", cred.Uid, "pid", cred.Pid)
 			continue
 		}
-		w := waiter{fd: nfd, uid: int32(cred.Uid), pid: cred.Pid, deadline: r.loop.Now().Add(r.opt.AcceptWait)}
-		r.waiters = append(r.waiters, w)
 		r.stats.acceptQueued.Add(1)
-		r.log.Info("all client slots busy; connection waits for one", "position", len(r.waiters), "max_wait", r.opt.AcceptWait, "pid", cred.Pid)
+		r.log.Info("all client slots busy; connection waits for one", "position", r.waiting.len(), "max_wait", r.opt.AcceptWait, "pid", cred.Pid)
 		if !r.waitTimer.Scheduled() {
 			r.loop.Schedule(&r.waitTimer, w.deadline, r.expireWaiters)
 		}
@@ -126,8 +129,8 @@ func (r *Relay) acceptAll() {
 // departed client's; -1 if all are taken.
 func (r *Relay) freeSlot() int {
 	fallback := -1
-	for i := range r.conns {
-		c := &r.conns[i]
+	for i := range r.cl.conns {
+		c := &r.cl.conns[i]
 		if c.live || c.queued > 0 {
 			continue
 		}
@@ -142,31 +145,27 @@ func (r *Relay) freeSlot() int {
 }
 
 func (r *Relay) expireWaiters(now time.Time) {
-	i := 0
-	for ; i < len(r.waiters) && !r.waiters[i].deadline.After(now); i++ {
-		w := r.waiters[i]
+	next := r.waiting.expire(now, func(w waiter) {
 		r.stats.acceptTimeouts.Add(1) // counted before the client can see the close
 		unix.Close(w.fd)
 		r.log.Warn("connection closed: no client slot freed in time", "waited", r.opt.AcceptWait, "pid", w.pid)
-	}
-	r.waiters = append(r.waiters[:0], r.waiters[i:]...)
-	if len(r.waiters) > 0 {
-		r.loop.Schedule(&r.waitTimer, r.waiters[0].deadline, r.expireWaiters)
+	})
+	if !next.IsZero() {
+		r.loop.Schedule(&r.waitTimer, next, r.expireWaiters)
 	}
 }
 
 // serveWaiters gives freed slots to waiting connections, oldest first.
 func (r *Relay) serveWaiters() {
-	for len(r.waiters) > 0 && r.st == stateServing {
+	for r.waiting.len() > 0 && r.st == stateServing {
 		slot := r.freeSlot()
 		if slot < 0 {
 			return
 		}
-		w := r.waiters[0]
-		r.waiters = append(r.waiters[:0], r.waiters[1:]...)
+		w, _ := r.waiting.pop()
 		r.attach(slot, w.fd, uint32(w.uid), w.pid, r.opt.AcceptWait-w.deadline.Sub(r.loop.Now()))
 	}
-	if len(r.waiters) == 0 {
+	if r.waiting.len() == 0 {
 		r.loop.Cancel(&r.waitTimer)
 	}
 }
@@ -174,7 +173,7 @@ func (r *Relay) serveWaiters() {
 // attach gives slot to a new connection and queues the 0.4.4 handshake: the
 // slot's id offset, then the cached core.ready frame byte for byte.
 func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration) {
-	c := &r.conns[slot]
+	c := &r.cl.conns[slot]
 	tok, err := r.loop.Add(fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP, c)
 	if err != nil {
 		unix.Close(fd)
@@ -192,10 +191,9 @@ func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration
 	binary.BigEndian.PutUint32(c.out.space(), offset)
 	c.out.commit(frame.LenSize)
 	c.out.append(r.ready)
-	bit := uint16(1) << slot
-	r.live |= bit
-	r.dirty |= bit
-	r.readable |= bit // it may have sent frames before we accepted it
+	r.cl.live.add(slot)
+	r.cl.dirty.add(slot)
+	r.cl.readable.add(slot) // it may have sent frames before we accepted it
 	r.stats.clientsAccepted.Add(1)
 	r.stats.clientsActive.Add(1)
 	r.log.Info("client connected", "slot", slot, "id_offset", offset, "uid", uid, "pid", pid,
@@ -213,18 +211,17 @@ func (r *Relay) disconnect(c *conn, reason string, err error) {
 	r.loop.Remove(c.tok)
 	unix.Close(c.fd)
 	c.live, c.fd = false, -1
-	bit := uint16(1) << c.slot
-	r.live &^= bit
-	r.readable &^= bit
-	r.dirty &^= bit
+	r.cl.live.remove(c.slot)
+	r.cl.readable.remove(c.slot)
+	r.cl.dirty.remove(c.slot)
 	if len(c.span) > 0 {
 		c.dropped += len(c.span)
 		c.span = nil
-		r.spans &^= bit
+		r.cl.spans.remove(c.slot)
 	}
-	if r.stalled == c.slot {
-		r.stalled = -1
-		r.loop.Cancel(&r.stallTimer)
+	if r.stall.slot == c.slot {
+		r.stall.slot = -1
+		r.loop.Cancel(&r.stall.timer)
 		r.guestWake = true
 	}
 	if c.full {

@@ -9,6 +9,17 @@ import (
 	"github.com/agentrelay/agentrelay/reactor"
 )
 
+// clientTable is the client slots and what the loop pass needs to know of
+// them at a glance.
+type clientTable struct {
+	conns    [frame.MaxClients]conn
+	live     slotSet // a client is attached
+	readable slotSet // its socket may have bytes (or its end) to read
+	dirty    slotSet // its output buffer has bytes to write
+	spans    slotSet // it has a span (see conn.span)
+	rr       int     // round-robin cursor over readable clients
+}
+
 // conn is one client slot. The 16 slots are allocated once with the relay and
 // reused: a new client inherits the slot's (grown) buffers, so connecting
 // does not allocate either.
@@ -62,15 +73,14 @@ type conn struct {
 // that every client's frames of one epoll batch go out in one write.
 func (c *conn) OnEvent(ev uint32) {
 	r := c.r
-	bit := uint16(1) << c.slot
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		r.readable |= bit
+		r.cl.readable.add(c.slot)
 	}
 	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.hup = true
 	}
 	if ev&unix.EPOLLOUT != 0 && c.out.len() > 0 {
-		r.dirty |= bit
+		r.cl.dirty.add(c.slot)
 	}
 }
 
@@ -108,7 +118,7 @@ func (r *Relay) writeFailed(c *conn, err error) {
 	c.dropped += c.out.len()
 	c.out.reset()
 	c.hup = true // read on after short reads: no edge may come
-	r.readable |= 1 << c.slot
+	r.cl.readable.add(c.slot)
 }
 
 // validID reports whether a client in slot may send a frame under id:

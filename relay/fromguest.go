@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentrelay/agentrelay/execlog"
 	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/reactor"
 )
 
 // Guest → client. Frames are routed by id range straight from the Tx ring
@@ -58,6 +59,13 @@ func (r *Relay) pumpFromGuest() (more bool) {
 	}
 }
 
+// guestStall is the client whose full output buffer holds up the one
+// ordered guest stream, if any, and the timer that evicts it.
+type guestStall struct {
+	slot  int // -1 if none
+	timer reactor.Timer
+}
+
 func (r *Relay) guestEnd() {
 	if r.guestEnded {
 		return
@@ -84,7 +92,7 @@ func (r *Relay) route(f frame.Frame) bool {
 		return true
 	}
 	slot := slotOf(f.ID)
-	c := &r.conns[slot]
+	c := &r.cl.conns[slot]
 	if !c.live {
 		r.stats.noClientDrops.Add(1)
 		r.logDrop("no client in slot", f)
@@ -94,9 +102,9 @@ func (r *Relay) route(f frame.Frame) bool {
 		r.stallOn(c)
 		return false
 	}
-	if r.stalled >= 0 {
-		r.stalled = -1
-		r.loop.Cancel(&r.stallTimer)
+	if r.stall.slot >= 0 {
+		r.stall.slot = -1
+		r.loop.Cancel(&r.stall.timer)
 	}
 	r.stats.framesToClient.Add(1)
 	r.stats.bytesToClient.Add(uint64(len(f.Raw)))
@@ -118,7 +126,7 @@ func (r *Relay) deliver(c *conn, raw []byte) bool {
 	if r.direct && c.out.len() == 0 && c.werr == nil && len(c.span)+len(raw) <= c.out.max {
 		if len(c.span) == 0 {
 			c.span = raw
-			r.spans |= 1 << c.slot
+			r.cl.spans.add(c.slot)
 			return true
 		}
 		if follows(c.span, raw) {
@@ -133,7 +141,7 @@ func (r *Relay) deliver(c *conn, raw []byte) bool {
 		return false
 	}
 	c.out.append(raw)
-	r.dirty |= 1 << c.slot
+	r.cl.dirty.add(c.slot)
 	return true
 }
 
@@ -147,9 +155,9 @@ func follows(a, b []byte) bool {
 
 // flushSpans writes every client's span out.
 func (r *Relay) flushSpans() {
-	for r.spans != 0 {
-		slot := lowestBit(r.spans)
-		r.flushSpan(&r.conns[slot])
+	for !r.cl.spans.empty() {
+		slot := r.cl.spans.lowest()
+		r.flushSpan(&r.cl.conns[slot])
 	}
 }
 
@@ -157,7 +165,7 @@ func (r *Relay) flushSpans() {
 // does not take is copied to c's output buffer, which is empty, and the span
 // is within its bound.
 func (r *Relay) flushSpan(c *conn) {
-	r.spans &^= 1 << c.slot
+	r.cl.spans.remove(c.slot)
 	span := c.span
 	c.span = nil
 	n, err := sysWrite(c.fd, span)
@@ -175,7 +183,7 @@ func (r *Relay) flushSpan(c *conn) {
 	if rest := span[n:]; len(rest) > 0 {
 		c.out.reserve(len(rest))
 		c.out.append(rest)
-		r.dirty |= 1 << c.slot
+		r.cl.dirty.add(c.slot)
 	}
 }
 
@@ -204,19 +212,19 @@ func (r *Relay) stallOn(c *conn) {
 	if !c.full {
 		c.full, c.fullSince = true, now
 	}
-	if r.stalled == c.slot {
+	if r.stall.slot == c.slot {
 		return
 	}
-	r.stalled = c.slot
-	r.dirty |= 1 << c.slot
-	r.loop.Schedule(&r.stallTimer, c.fullSince.Add(r.opt.EvictGrace), r.evictStalled)
+	r.stall.slot = c.slot
+	r.cl.dirty.add(c.slot)
+	r.loop.Schedule(&r.stall.timer, c.fullSince.Add(r.opt.EvictGrace), r.evictStalled)
 }
 
 func (r *Relay) evictStalled(now time.Time) {
-	if r.stalled < 0 {
+	if r.stall.slot < 0 {
 		return
 	}
-	c := &r.conns[r.stalled]
+	c := &r.cl.conns[r.stall.slot]
 	r.stats.evictions.Add(1)
 	r.log.Warn("evicting slow client", "slot", c.slot, "queued_bytes", c.out.len(),
 		"full_for", now.Sub(c.fullSince).Round(time.Millisecond), "grace", r.opt.EvictGrace)

@@ -47,45 +47,39 @@ type Relay struct {
 	logq *logQueue
 	loop *reactor.Loop
 
-	port   guestPort
-	g      *guestReader
-	direct bool   // frames may be written to clients from the port's buffer
-	ready  []byte // the cached core.ready frame, as the guest sent it
-
-	// Guest readiness as the port's events last reported it.
+	// The guest: its port, the frames read from it, its readiness as the
+	// port's events last reported it.
+	port                         guestPort
+	g                            *guestReader
+	direct                       bool   // frames may be written to clients from the port's buffer
+	ready                        []byte // the cached core.ready frame, as the guest sent it
 	guestReadable, guestWritable bool
+	guestEnded                   bool
 	// guestWake asks the next pass to route guest frames even without an
 	// event: a client that held up the stream made room or left.
-	guestWake, guestEnded bool
+	guestWake bool
 
-	lfd       int
-	ltok      reactor.Token
-	listening bool
-	allow     []uint32
+	// Clients: the listening socket, the slots, and the connections
+	// waiting for one.
+	ln         listener
+	cl         clientTable
+	waiting    acceptQueue
+	waitersDue bool // a slot was freed: serveWaiters in this pass
+	waitTimer  reactor.Timer
 
-	conns                 [frame.MaxClients]conn
-	live, readable, dirty uint16 // one bit per slot
-	rr                    int    // round-robin cursor over readable clients
-	acceptPending         bool
-	acceptRetry           reactor.Timer
-	waiters               []waiter
-	waitersDue            bool // a slot was freed: serveWaiters in the idle pass
-	waitTimer             reactor.Timer
-	spans                 uint16 // clients with a span (see conn.span)
-	stalled               int    // slot whose full buffer holds up the guest stream, or -1
-	stallTimer            reactor.Timer
-	lastDropLog           time.Time
-
-	// Host→guest: the order of what is queued (see guestQueue), and the
-	// relay's own frames.
+	// Host → guest: what is queued (see guestQueue), and the relay's own
+	// frames.
 	q         guestQueue
 	ctl       buffer // relay-made frames (SIGKILLs)
 	killFrame []byte // core.exec.signal {signal: 9} with id 0, patched per session
 
+	// Guest → clients: the client holding up the stream, if any.
+	stall       guestStall
+	lastDropLog time.Time
+	lane        *execlog.Lane
+
 	sess   sessionTable
 	qTimer reactor.Timer // the next quarantine expiry
-
-	lane *execlog.Lane
 
 	st         state
 	drainTimer reactor.Timer
@@ -134,17 +128,18 @@ func New(opt Options) (*Relay, error) {
 		port:       port,
 		g:          newGuestReader(port.source(), port.linear()),
 		direct:     port.linear(),
-		lfd:        -1,
-		stalled:    -1,
+		ln:         listener{fd: -1},
+		stall:      guestStall{slot: -1},
 		q:          newGuestQueue(),
+		waiting:    newAcceptQueue(opt.AcceptQueue),
 		killFrame:  kill,
 		ctl:        newBuffer(4096, frame.MaxClients*opt.MaxSessions*len(kill)+4096),
 		sess:       newSessionTable(opt.MaxSessions),
 		shutdownCh: make(chan struct{}, 1),
-		allow:      opt.AllowUIDs,
 	}
-	if r.allow == nil {
-		r.allow = []uint32{uint32(os.Geteuid()), 0}
+	r.ln.allow = opt.AllowUIDs
+	if r.ln.allow == nil {
+		r.ln.allow = []uint32{uint32(os.Geteuid()), 0}
 	}
 	switch p := port.(type) {
 	case *fdPort:
@@ -159,12 +154,12 @@ func New(opt Options) (*Relay, error) {
 	if opt.ExecLog != nil {
 		r.lane = opt.ExecLog.Lane()
 	}
-	for i := range r.conns {
-		r.conns[i] = conn{r: r, slot: i, fd: -1,
+	for i := range r.cl.conns {
+		r.cl.conns[i] = conn{r: r, slot: i, fd: -1,
 			in:  newBuffer(initialBuffer, frame.MaxFrame),
 			out: newBuffer(initialBuffer, opt.ClientBuffer)}
 	}
-	if r.lfd, err = listen(opt.Socket); err != nil {
+	if r.ln.fd, err = listen(opt.Socket); err != nil {
 		port.close()
 		loop.Close()
 		r.logq.close()
@@ -280,15 +275,15 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) start() error {
 	r.st = stateServing
 	var err error
-	if r.ltok, err = r.loop.Add(r.lfd, unix.EPOLLIN, listenHandler{r}); err != nil {
+	if r.ln.tok, err = r.loop.Add(r.ln.fd, unix.EPOLLIN, listenHandler{r}); err != nil {
 		return fmt.Errorf("relay: watch socket: %w", err)
 	}
-	r.listening = true
+	r.ln.watched = true
 	if err := r.port.register(r.loop, r); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
 	r.loop.SetIdle(r.service)
-	r.guestWake, r.guestReadable, r.guestWritable, r.acceptPending = true, true, true, true
+	r.guestWake, r.guestReadable, r.guestWritable, r.ln.pending = true, true, true, true
 	// The loop waits for an event before its first idle pass, and guest
 	// bytes that arrived after WaitReady raised none (the ring's consumer
 	// was not asleep): have the first pass run at once.
@@ -307,16 +302,13 @@ func (r *Relay) Stop() {
 // I/O of unlinking the socket happens off the loop.
 func (r *Relay) cleanup() {
 	r.st = stateDone
-	for i := range r.conns {
-		if c := &r.conns[i]; c.live {
+	for i := range r.cl.conns {
+		if c := &r.cl.conns[i]; c.live {
 			r.disconnect(c, "relay stopped", nil)
 		}
 	}
 	r.closeListener()
-	for _, w := range r.waiters {
-		unix.Close(w.fd)
-	}
-	r.waiters = nil
+	r.waiting.closeAll()
 	if err := os.Remove(r.opt.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		r.log.Warn("remove socket", "socket", r.opt.Socket, "err", err)
 	}
@@ -335,10 +327,7 @@ func (r *Relay) drain(err error, why string) {
 	r.err = err
 	r.log.Info(why, "clients", r.stats.clientsActive.Load(), "flush_deadline", r.opt.DrainTimeout)
 	r.closeListener()
-	for _, w := range r.waiters {
-		unix.Close(w.fd)
-	}
-	r.waiters = r.waiters[:0]
+	r.waiting.closeAll()
 	r.loop.Cancel(&r.waitTimer)
 	r.loop.Schedule(&r.drainTimer, r.loop.Now().Add(r.opt.DrainTimeout), func(time.Time) { r.finish() })
 }
@@ -348,8 +337,8 @@ func (r *Relay) finish() {
 		return
 	}
 	r.st = stateDone
-	for i := range r.conns {
-		if c := &r.conns[i]; c.live {
+	for i := range r.cl.conns {
+		if c := &r.cl.conns[i]; c.live {
 			if c.out.len() > 0 {
 				r.log.Warn("client output not flushed before stop", "slot", c.slot, "bytes", c.out.len())
 			}
@@ -360,15 +349,15 @@ func (r *Relay) finish() {
 }
 
 func (r *Relay) closeListener() {
-	if r.lfd < 0 {
+	if r.ln.fd < 0 {
 		return
 	}
-	if r.listening {
-		r.loop.Remove(r.ltok)
-		r.listening = false
+	if r.ln.watched {
+		r.loop.Remove(r.ln.tok)
+		r.ln.watched = false
 	}
-	unix.Close(r.lfd)
-	r.lfd = -1
+	unix.Close(r.ln.fd)
+	r.ln.fd = -1
 }
 
 // service is the loop's idle pass: it runs once per iteration after the
@@ -380,7 +369,7 @@ func (r *Relay) service(now time.Time) bool {
 		return false
 	}
 	// 1. New connections.
-	if r.acceptPending && r.st == stateServing {
+	if r.ln.pending && r.st == stateServing {
 		r.acceptAll()
 	}
 	// 2. Host → guest, then guest → clients.
@@ -404,8 +393,8 @@ func (r *Relay) service(now time.Time) bool {
 	}
 	// 5. One write per client with output.
 	stalledQueue := -1
-	if r.stalled >= 0 {
-		stalledQueue = r.conns[r.stalled].out.len()
+	if r.stall.slot >= 0 {
+		stalledQueue = r.cl.conns[r.stall.slot].out.len()
 	}
 	r.flushDirty()
 	if r.port.readerGone() {
@@ -423,17 +412,17 @@ func (r *Relay) service(now time.Time) bool {
 // direction has work it can do without a new event.
 func (r *Relay) busy(moreFromGuest bool, stalledQueue int) bool {
 	if r.st == stateServing && !r.guestEnded {
-		if r.stalled < 0 && (moreFromGuest || r.guestWake || !r.port.armRead()) {
+		if r.stall.slot < 0 && (moreFromGuest || r.guestWake || !r.port.armRead()) {
 			return true
 		}
-		if r.stalled >= 0 && r.conns[r.stalled].out.len() < stalledQueue {
+		if r.stall.slot >= 0 && r.cl.conns[r.stall.slot].out.len() < stalledQueue {
 			return true // the client that held up the guest stream made room: retry now
 		}
 	}
 	if !r.guestEnded && !r.q.empty() {
 		return r.guestWritable // the guest made room since the last write
 	}
-	return r.readable != 0 && r.st == stateServing
+	return !r.cl.readable.empty() && r.st == stateServing
 }
 
 func (r *Relay) flushed() bool {
@@ -441,8 +430,8 @@ func (r *Relay) flushed() bool {
 	if !r.guestEnded && !r.q.empty() {
 		return false
 	}
-	for i := range r.conns {
-		if c := &r.conns[i]; c.live && c.out.len() > 0 {
+	for i := range r.cl.conns {
+		if c := &r.cl.conns[i]; c.live && c.out.len() > 0 {
 			return false
 		}
 	}
@@ -450,10 +439,10 @@ func (r *Relay) flushed() bool {
 }
 
 func (r *Relay) flushDirty() {
-	for r.dirty != 0 {
-		slot := lowestBit(r.dirty)
-		r.dirty &^= 1 << slot
-		c := &r.conns[slot]
+	for !r.cl.dirty.empty() {
+		slot := r.cl.dirty.lowest()
+		r.cl.dirty.remove(slot)
+		c := &r.cl.conns[slot]
 		if !c.live {
 			continue
 		}
@@ -493,4 +482,4 @@ func (r *Relay) corruptEnd(skipped uint64) {
 // allocate.
 type listenHandler struct{ r *Relay }
 
-func (h listenHandler) OnEvent(uint32) { h.r.acceptPending = true }
+func (h listenHandler) OnEvent(uint32) { h.r.ln.pending = true }

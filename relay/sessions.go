@@ -65,7 +65,7 @@ func (r *Relay) refuseStart(c *conn, f frame.Frame, msg string) {
 		return
 	}
 	c.out.append(reply)
-	r.dirty |= 1 << c.slot
+	r.cl.dirty.add(c.slot)
 }
 
 // endSession forgets a session the guest ended.

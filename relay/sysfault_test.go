@@ -702,7 +702,8 @@ func newEchoRig(t *testing.T, port relaytest.Port, capacity int, tweak func(*rel
 type guestEnd interface {
 	read(p []byte) (int, error) // blocks
 	write(p []byte) error       // all of p, blocking
-	close()
+	close()                     // ends both directions: read and write fail
+	free()                      // once the echo has returned
 }
 
 type ringEnd struct{ c *ring.Console }
@@ -715,8 +716,8 @@ func (e ringEnd) write(p []byte) error {
 func (e ringEnd) close() {
 	e.c.Backend().CloseRead()
 	e.c.Backend().CloseWrite()
-	e.c.Close()
 }
+func (e ringEnd) free() { e.c.Close() }
 
 // sockEnd is the guest's end of a socketpair. It writes in random pieces so
 // that the relay sees frames split at every point.
@@ -757,6 +758,7 @@ func (e *sockEnd) write(p []byte) error {
 }
 
 func (e *sockEnd) close() { unix.Shutdown(e.fd, unix.SHUT_RDWR) }
+func (e *sockEnd) free()  { unix.Close(e.fd) }
 
 // checkingEcho plays the guest: it reflects every host→guest frame back
 // unchanged, as guest.Echo does, but reassembles frames first and checks
@@ -814,6 +816,7 @@ func startCheckingEcho(end guestEnd) *checkingEcho {
 func (e *checkingEcho) stop(end guestEnd) {
 	end.close()
 	<-e.done
+	end.free()
 }
 
 // payloadOK checks a test payload: [seq u32][crc32 of the rest u32][rest].

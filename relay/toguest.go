@@ -3,7 +3,6 @@ package relay
 import (
 	"errors"
 	"fmt"
-	"math/bits"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,14 +19,6 @@ import (
 // the guest takes no more, the rest stays queued, no client is read (their
 // sockets push back) and writing resumes when the guest makes room:
 // nothing is ever dropped.
-
-func lowestBit(m uint16) int { return bits.TrailingZeros16(m) }
-
-// nextBit returns the first set bit of m at or after from, wrapping.
-func nextBit(m uint16, from int) int {
-	rot := bits.RotateLeft16(m, -from)
-	return (from + bits.TrailingZeros16(rot)) & (frame.MaxClients - 1)
-}
 
 // ctlSource names the relay's own frames (SIGKILLs) in a guestQueue.
 const ctlSource = -1
@@ -70,7 +61,7 @@ func (r *Relay) queued(src int) []byte {
 	if src == ctlSource {
 		return r.ctl.bytes()
 	}
-	c := &r.conns[src]
+	c := &r.cl.conns[src]
 	return c.in.bytes()[:c.queued]
 }
 
@@ -125,7 +116,7 @@ func (r *Relay) written(n int) {
 			}
 			continue
 		}
-		c := &r.conns[src]
+		c := &r.cl.conns[src]
 		k := min(n, c.queued)
 		c.in.consume(k)
 		c.queued -= k
@@ -161,14 +152,14 @@ func (r *Relay) pumpToGuest() {
 		return
 	}
 	budget := toGuestBudget
-	turns := r.readable
-	for turns != 0 && budget > 0 {
-		slot := nextBit(turns, r.rr)
-		turns &^= 1 << slot
-		r.rr = (slot + 1) & (frame.MaxClients - 1)
-		c := &r.conns[slot]
+	turns := r.cl.readable
+	for !turns.empty() && budget > 0 {
+		slot := turns.next(r.cl.rr)
+		turns.remove(slot)
+		r.cl.rr = (slot + 1) & (frame.MaxClients - 1)
+		c := &r.cl.conns[slot]
 		if !c.live {
-			r.readable &^= 1 << slot
+			r.cl.readable.remove(slot)
 			continue
 		}
 		r.serveClient(c, &budget)
@@ -178,7 +169,6 @@ func (r *Relay) pumpToGuest() {
 
 // serveClient reads once from c and queues its complete frames.
 func (r *Relay) serveClient(c *conn, budget *int) {
-	bit := uint16(1) << c.slot
 	room := initialBuffer
 	if b := c.in.bytes()[c.queued:]; len(b) >= frame.LenSize {
 		if n, err := frame.Len(b); err == nil && n-len(b) > room {
@@ -212,7 +202,7 @@ func (r *Relay) serveClient(c *conn, budget *int) {
 		// edge. A full one may have left more behind; keep the turn. After
 		// a hang-up there is no next edge: read on until EOF.
 		if n < len(sp) && !c.hup {
-			r.readable &^= bit
+			r.cl.readable.remove(c.slot)
 		}
 		r.queueFrames(c)
 	case err == nil:
@@ -231,7 +221,7 @@ func (r *Relay) serveClient(c *conn, budget *int) {
 			}
 		}
 	case err == unix.EAGAIN:
-		r.readable &^= bit
+		r.cl.readable.remove(c.slot)
 		if c.werr != nil {
 			// Its write side failed and everything it sent is in.
 			r.disconnect(c, "write failed", c.werr)
