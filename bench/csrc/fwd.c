@@ -58,6 +58,8 @@ struct peer {
 	int fd;
 	int rd, wr; /* readable, writable: edges seen and not yet used up */
 	int hup;    /* the peer shut down writing: read to EOF, no more edges */
+	int armed;  /* EPOLLOUT is in the interest set */
+	uint32_t tag; /* its epoll data */
 	struct buf in, out;
 	struct iovec iov[MAX_IOV]; /* guest bytes bound here, not yet written */
 	int niov;
@@ -122,11 +124,28 @@ static void consume(struct buf *b, size_t n)
 		b->off = 0;
 }
 
+/*
+ * blocked notes that c took less than it was given. EPOLLOUT joins c's
+ * interest set only now, and stays: on an idle request-response path every
+ * read by the peer would otherwise raise a write edge and a wake-up for
+ * nothing.
+ */
+static void blocked(struct peer *c)
+{
+	c->wr = 0;
+	if (c->armed)
+		return;
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u32 = c->tag};
+	if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+		die("epoll_ctl");
+	c->armed = 1;
+}
+
 static void drop(struct peer *c)
 {
 	close(c->fd); /* also leaves the epoll set */
 	c->fd = -1;
-	c->rd = c->wr = c->hup = 0;
+	c->rd = c->wr = c->hup = c->armed = 0;
 	c->in.off = c->in.len = c->out.off = c->out.len = 0;
 	c->niov = 0;
 }
@@ -146,7 +165,7 @@ static int put(struct peer *c, const char *p, size_t n)
 		}
 		if ((size_t)k == n)
 			return 0;
-		c->wr = 0;
+		blocked(c);
 		p += k;
 		n -= k;
 	}
@@ -162,7 +181,7 @@ static int flush(struct peer *c)
 	ssize_t k = write(c->fd, c->out.p + c->out.off, c->out.len);
 	if (k < 0) {
 		if (errno == EAGAIN || errno == EINTR) {
-			c->wr = 0;
+			blocked(c);
 			return 0;
 		}
 		if (c == &guest)
@@ -171,7 +190,7 @@ static int flush(struct peer *c)
 		return 1;
 	}
 	if ((size_t)k < c->out.len)
-		c->wr = 0;
+		blocked(c);
 	consume(&c->out, k);
 	return 1;
 }
@@ -247,7 +266,8 @@ static void flushiov(struct peer *c)
 			k -= v[i].iov_len;
 			continue;
 		}
-		c->wr = 0;
+		if (c->wr)
+			blocked(c);
 		append(&c->out, (char *)v[i].iov_base + k, v[i].iov_len - k);
 		k = 0;
 	}
@@ -360,7 +380,8 @@ static void accept_clients(int lfd)
 		struct peer *c = &cl[s];
 		c->fd = fd;
 		c->wr = 1;
-		struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u32 = s};
+		c->tag = s;
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.u32 = s};
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
 			die("epoll_ctl");
 		uint32_t off = (uint32_t)s * STEP;
@@ -475,10 +496,11 @@ int main(int argc, char **argv)
 	if (fcntl(guest.fd, F_SETFL, O_NONBLOCK) < 0)
 		die("fcntl");
 	guest.wr = 1;
+	guest.tag = GUEST;
 
 	if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
 		die("epoll_create1");
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u32 = GUEST};
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.u32 = GUEST};
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, guest.fd, &ev) < 0)
 		die("epoll_ctl");
 	int lfd = listen_on(argv[a]);
