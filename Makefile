@@ -5,6 +5,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME  ?= 30s
 SHORTFUZZ ?= 2s
 BENCHCOUNT ?= 6
+BENCHTIME ?= 1s
 SOAKTIME  ?= 10m
 OUT       ?= out
 
@@ -72,9 +73,11 @@ soak:
 		-args -soak=$(SOAKTIME) -churn=$(SOAKTIME) >$(OUT)/soak.log 2>&1; rc=$$?; \
 	grep -E '^(--- |    [a-z_]+_test\.go:|PASS|FAIL|ok)' $(OUT)/soak.log; exit $$rc
 
-# Both relays, alternating, benchstat side by side, charts under $(OUT)/.
+# Both relays and the floors on both paths to the guest (in-process echo,
+# external echo process on unix:), alternating rounds, benchstat side by
+# side, charts and issue 8's target table under $(OUT)/.
 bench: build
-	bash scripts/bench.sh $(OUT) $(BENCHCOUNT)
+	BENCHTIME=$(BENCHTIME) bash scripts/bench.sh $(OUT) $(BENCHCOUNT)
 
 # CPU and allocation profiles of the reactor under the stream and fan-in workloads.
 profile: build

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,13 +12,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(FloorEnv); path != "" {
-		// Re-executed by StartFloor: become the floor.
-		if err := ServeFloor(path); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+	// Re-executed by Start: become the floor or an echo guest.
+	for env, serve := range map[string]func(string) error{FloorEnv: ServeFloor, EchoGuestEnv: ServeEchoGuest} {
+		if path := os.Getenv(env); path != "" {
+			if err := serve(path); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			os.Exit(0)
 		}
-		os.Exit(0)
 	}
 	code := m.Run()
 	targets.stopAll()
@@ -29,9 +32,11 @@ func TestMain(m *testing.M) {
 var targets = &registry{m: map[string]*Target{}}
 
 type registry struct {
-	mu  sync.Mutex
-	dir string
-	m   map[string]*Target
+	mu     sync.Mutex
+	dir    string
+	m      map[string]*Target
+	fwd    string // the compiled forwarder, once built
+	fwdErr error  // why it could not be built
 }
 
 // relayBinary finds the binary of impl: bin/relay for the reactor,
@@ -56,16 +61,16 @@ func relayBinary(impl string) (string, error) {
 	return p, nil
 }
 
-// get returns the running target impl (with exec.log if execLog), starting
-// it if need be; it skips tb if the target cannot run here. bin is the
-// directory holding relay and relay-baseline, or empty for relayBinary's
-// choice.
-func (r *registry) get(tb testing.TB, impl string, execLog bool, bin string) *Target {
+// get returns the running target impl with its guest where guest says
+// (with exec.log if execLog), starting it if need be; it skips tb if the
+// target cannot run here. bin is the directory holding relay and
+// relay-baseline, or empty for relayBinary's choice.
+func (r *registry) get(tb testing.TB, impl, guest string, execLog bool, bin string) *Target {
 	tb.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cfg := Config{Impl: impl, ExecLog: execLog}
-	if ext, ok := attached(tb, impl, execLog); ok {
+	cfg := Config{Impl: impl, Guest: guest, ExecLog: execLog}
+	if ext, ok := attached(tb, impl, guest, execLog); ok {
 		return ext
 	}
 	if t := r.m[cfg.Name()]; t != nil {
@@ -73,6 +78,7 @@ func (r *registry) get(tb testing.TB, impl string, execLog bool, bin string) *Ta
 			return t
 		}
 		tb.Logf("%s had exited; restarting it: %s", t.Name(), t.LogTail())
+		t.Stop()
 		delete(r.m, cfg.Name())
 	}
 	if r.dir == "" {
@@ -84,13 +90,25 @@ func (r *registry) get(tb testing.TB, impl string, execLog bool, bin string) *Ta
 		r.dir = d
 	}
 	cfg.Dir = r.dir
-	if impl == Floor {
-		exe, err := os.Executable()
-		if err != nil {
-			tb.Fatal(err)
+	exe, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Self = exe
+	switch impl {
+	case Floor:
+	case Forwarder, FrameForwarder:
+		if r.fwd == "" && r.fwdErr == nil {
+			r.fwd, r.fwdErr = BuildForwarder(r.dir)
 		}
-		cfg.Floor = exe
-	} else {
+		if errors.Is(r.fwdErr, ErrNoCompiler) {
+			tb.Skip(r.fwdErr)
+		}
+		if r.fwdErr != nil {
+			tb.Fatal(r.fwdErr)
+		}
+		cfg.Forwarder = r.fwd
+	default:
 		if bin != "" {
 			cfg.Relay = filepath.Join(bin, "relay")
 			if impl == Goroutine {
@@ -126,8 +144,8 @@ var external struct {
 }
 
 // attached returns the externally started target for impl, if AttachEnv
-// names one.
-func attached(tb testing.TB, impl string, execLog bool) (*Target, bool) {
+// names one: a relay on its in-process echo guest.
+func attached(tb testing.TB, impl, guest string, execLog bool) (*Target, bool) {
 	tb.Helper()
 	spec := os.Getenv(AttachEnv)
 	if spec == "" {
@@ -147,7 +165,7 @@ func attached(tb testing.TB, impl string, execLog bool) (*Target, bool) {
 		external.impl = spec[:eq]
 		external.t, external.err = AttachTo(external.impl, parts[0], parts[1], pid)
 	})
-	if impl != external.impl || execLog {
+	if impl != external.impl || guest != InProcess || execLog {
 		return nil, false
 	}
 	if external.err != nil {
@@ -179,15 +197,18 @@ func (r *registry) stopAll() {
 	if r.dir != "" {
 		os.RemoveAll(r.dir)
 		r.dir = ""
+		r.fwd, r.fwdErr = "", nil
 	}
 }
 
 // BenchmarkRelay runs every workload against every target:
-// Relay/<workload>/impl=<target>. One op is one frame echoed (one round
-// trip for rt). The target's own costs are reported per op: allocs/frame
-// (relays only: heap allocations from its memstats), cpu-ns/frame (user +
-// system time of the whole process, the in-process echo guest included),
-// and with BPF syscalls/frame and ctxsw/frame.
+// Relay/<workload>/impl=<target>, the socket-guest path's workloads under
+// Relay/guest=unix/. One op is one frame echoed (one round trip for rt).
+// The target's own costs are reported per op: allocs/frame (relays only:
+// heap allocations from its memstats), cpu-ns/frame (user + system time of
+// the whole process, the in-process echo guest included), with BPF
+// syscalls/frame and ctxsw/frame, and on the socket-guest path
+// guest-cpu-ns/frame, the external echo guest's CPU time.
 func BenchmarkRelay(b *testing.B) {
 	runTree(b, workloadTree(Workloads))
 }
@@ -236,7 +257,7 @@ func runTree(b *testing.B, n *node) {
 }
 
 func benchmark(b *testing.B, w Workload, impl string) {
-	t := targets.get(b, impl, w.ExecLog, "")
+	t := targets.get(b, impl, w.Guest, w.ExecLog, "")
 	var before, after Usage
 	var usageErr error
 	hooks := Hooks{
@@ -294,5 +315,8 @@ func report(b *testing.B, w Workload, res Result, u Usage) {
 	if u.HasKernel {
 		b.ReportMetric(float64(u.Syscalls)/frames, "syscalls/frame")
 		b.ReportMetric(float64(u.Switches)/frames, "ctxsw/frame")
+	}
+	if u.HasGuest {
+		b.ReportMetric(float64(u.GuestCPU)/frames, "guest-cpu-ns/frame")
 	}
 }

@@ -62,12 +62,34 @@ func TestWorkloadsFloor(t *testing.T) {
 			continue
 		}
 		t.Run(w.Name, func(t *testing.T) {
-			smoke(t, w, targets.get(t, Floor, false, ""))
+			smoke(t, w, targets.get(t, Floor, w.Guest, false, ""))
 		})
 	}
 }
 
-// Every workload completes against both relays, built from this tree, and
+// Every workload of the socket-guest path that a forwarder runs completes
+// against it: the byte forwarder for one client, the frame-aware one for
+// fan-in, each in front of its own external echo guest.
+func TestWorkloadsForwarders(t *testing.T) {
+	ran := 0
+	for _, w := range Workloads {
+		for _, impl := range w.Targets {
+			if impl != Forwarder && impl != FrameForwarder {
+				continue
+			}
+			ran++
+			t.Run(w.Name+"/impl="+impl, func(t *testing.T) {
+				smoke(t, w, targets.get(t, impl, w.Guest, false, ""))
+			})
+		}
+	}
+	if ran < 6 {
+		t.Fatalf("%d forwarder workloads, want rt, 4 streams and fan-in", ran)
+	}
+}
+
+// Every workload completes against both relays, built from this tree, on
+// both paths (in-process echo guest and external echo guest process), and
 // the exec.log workloads leave their stdout in exec.log.
 func TestWorkloadsRelays(t *testing.T) {
 	if testing.Short() {
@@ -85,11 +107,11 @@ func TestWorkloadsRelays(t *testing.T) {
 	}
 	for _, w := range Workloads {
 		for _, impl := range w.Targets {
-			if impl == Floor {
+			if impl != Reactor && impl != Goroutine {
 				continue
 			}
 			t.Run(w.Name+"/impl="+impl, func(t *testing.T) {
-				target := targets.get(t, impl, w.ExecLog, bin)
+				target := targets.get(t, impl, w.Guest, w.ExecLog, bin)
 				smoke(t, w, target)
 				if w.ExecLog {
 					waitExecLog(t, filepath.Join(target.Dir, target.Name(), "exec.log"))

@@ -17,40 +17,68 @@ import (
 
 // The targets a workload runs against.
 const (
-	Reactor   = "reactor"   // bin/relay --guest echo
-	Goroutine = "goroutine" // bin/relay-baseline --guest echo
-	Floor     = "floor"     // ServeFloor: a bare Unix-socket echo
+	Reactor   = "reactor"   // bin/relay
+	Goroutine = "goroutine" // bin/relay-baseline
+	Floor     = "floor"     // ServeFloor: a bare Unix-socket echo, the in-process path's floor
+	// Forwarder is the socket-guest path's floor: csrc/fwd.c forwarding
+	// bytes between one client and the external echo guest.
+	Forwarder = "forwarder"
+	// FrameForwarder is the same forwarder, frame-aware (fwd -f): whole
+	// frames to the guest, guest frames routed by id range, for fan-in.
+	FrameForwarder = "framefwd"
+)
+
+// Where the relays' guest runs: the path a workload measures.
+const (
+	// InProcess: --guest echo, the relay's own echo goroutine on its
+	// console rings.
+	InProcess = ""
+	// UnixGuest: --guest unix:PATH, an external echo guest process
+	// (ServeEchoGuest) on a listening Unix socket, as a VMM's console is
+	// reached.
+	UnixGuest = "unix"
 )
 
 // Config says how to start a target.
 type Config struct {
-	Impl    string // Reactor, Goroutine or Floor
-	Relay   string // path of bin/relay or bin/relay-baseline, for the relays
-	Floor   string // path of an executable that calls ServeFloor when FloorEnv is set
-	Dir     string // where the socket, the log and exec.log go
-	ExecLog bool   // run the relay with --exec-log Dir/<name>-execlog
+	Impl      string // Reactor, Goroutine, Floor, Forwarder or FrameForwarder
+	Guest     string // InProcess or UnixGuest; Forwarder and FrameForwarder need UnixGuest
+	Relay     string // path of bin/relay or bin/relay-baseline, for the relays
+	Self      string // path of an executable that serves ServeFloor when FloorEnv is set, ServeEchoGuest when EchoGuestEnv is
+	Forwarder string // path of the compiled forwarder (BuildForwarder)
+	Dir       string // where the sockets, the logs and exec.log go
+	ExecLog   bool   // run the relay with --exec-log Dir/<name>
 }
 
-// Name is the target's name in benchmark names and file names.
+// Name is the target's name in file names and in the registry of running
+// targets.
 func (c Config) Name() string {
-	if c.ExecLog {
-		return c.Impl + "-execlog"
+	name := c.Impl
+	if c.Guest == UnixGuest && (c.Impl == Reactor || c.Impl == Goroutine) {
+		name += "-unix"
 	}
-	return c.Impl
+	if c.ExecLog {
+		name += "-execlog"
+	}
+	return name
 }
 
-// Target is one running target process: a relay with the echo guest, or the
-// floor.
+// Target is one running target process (a relay, the floor or a
+// forwarder) and, on the socket-guest path, its external echo guest.
 type Target struct {
 	Config
-	Socket    string
-	DebugAddr string // the relay's --debug-addr; empty for the floor
-	LogPath   string // the process's stdout and stderr
-	KernelErr error  // why syscalls and switches are not counted, if not
+	Socket       string
+	DebugAddr    string // the relay's --debug-addr; empty for the floors
+	LogPath      string // the process's stdout and stderr
+	GuestSocket  string // the external echo guest's socket; empty in process
+	GuestLogPath string
+	KernelErr    error // why syscalls and switches are not counted, if not
 
 	cmd       *exec.Cmd // nil for a process started by someone else (AttachTo)
 	pid       int
 	exited    chan struct{}
+	guest     *exec.Cmd // the external echo guest, or nil
+	guestDone chan struct{}
 	kc        *kcount.Counter
 	fetchCost uint64 // heap allocations one /debug/vars request itself makes
 }
@@ -58,27 +86,49 @@ type Target struct {
 // startTimeout bounds how long a target may take to accept its first client.
 const startTimeout = 20 * time.Second
 
-// Start starts the target and returns once it has completed a handshake.
+// Start starts the target (after its echo guest, if it has one) and
+// returns once it has completed a handshake.
 func Start(cfg Config) (*Target, error) {
 	name := cfg.Name()
 	t := &Target{
 		Config:  cfg,
 		Socket:  filepath.Join(cfg.Dir, name+".sock"),
 		LogPath: filepath.Join(cfg.Dir, name+".log"),
-		exited:  make(chan struct{}),
+	}
+	switch cfg.Guest {
+	case InProcess:
+		if cfg.Impl == Forwarder || cfg.Impl == FrameForwarder {
+			return nil, fmt.Errorf("bench: %s needs the %s guest", cfg.Impl, UnixGuest)
+		}
+	case UnixGuest:
+		if cfg.Impl == Floor {
+			return nil, fmt.Errorf("bench: %s has no guest to put behind it", cfg.Impl)
+		}
+		t.GuestSocket = filepath.Join(cfg.Dir, name+"-guest.sock")
+		t.GuestLogPath = filepath.Join(cfg.Dir, name+"-guest.log")
+	default:
+		return nil, fmt.Errorf("bench: unknown guest %q", cfg.Guest)
 	}
 	var cmd *exec.Cmd
 	switch cfg.Impl {
 	case Floor:
-		cmd = exec.Command(cfg.Floor)
+		cmd = exec.Command(cfg.Self)
 		cmd.Env = append(os.Environ(), FloorEnv+"="+t.Socket)
+	case Forwarder:
+		cmd = exec.Command(cfg.Forwarder, t.Socket, t.GuestSocket)
+	case FrameForwarder:
+		cmd = exec.Command(cfg.Forwarder, "-f", t.Socket, t.GuestSocket)
 	case Reactor, Goroutine:
 		addr, err := freeLoopbackAddr()
 		if err != nil {
 			return nil, err
 		}
 		t.DebugAddr = addr
-		args := []string{"serve", "--socket", t.Socket, "--guest", "echo",
+		spec := "echo"
+		if cfg.Guest == UnixGuest {
+			spec = "unix:" + t.GuestSocket
+		}
+		args := []string{"serve", "--socket", t.Socket, "--guest", spec,
 			"--debug-addr", addr, "--ready-timeout", "10s"}
 		if cfg.ExecLog {
 			dir := filepath.Join(cfg.Dir, name)
@@ -91,24 +141,47 @@ func Start(cfg Config) (*Target, error) {
 	default:
 		return nil, fmt.Errorf("bench: unknown target %q", cfg.Impl)
 	}
-	logf, err := os.Create(t.LogPath)
-	if err != nil {
-		return nil, err
+	if t.GuestSocket != "" {
+		// Started first: the relay and the forwarder retry their dial
+		// until it listens.
+		g := exec.Command(cfg.Self)
+		g.Env = append(os.Environ(), EchoGuestEnv+"="+t.GuestSocket)
+		done, err := startLogged(g, t.GuestLogPath)
+		if err != nil {
+			return nil, fmt.Errorf("bench: start the echo guest of %s: %w", name, err)
+		}
+		t.guest, t.guestDone = g, done
 	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// The target must not outlive the benchmark if it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	done, err := startLogged(cmd, t.LogPath)
+	if err != nil {
+		t.Stop()
 		return nil, fmt.Errorf("bench: start %s: %w", name, err)
 	}
-	t.cmd, t.pid = cmd, cmd.Process.Pid
-	go func() { cmd.Wait(); close(t.exited) }()
+	t.cmd, t.pid, t.exited = cmd, cmd.Process.Pid, done
 	if err := t.setUp(); err != nil {
 		t.Stop()
 		return nil, err
 	}
 	return t, nil
+}
+
+// startLogged starts cmd with its output in the file at logPath and returns
+// a channel closed when it has exited.
+func startLogged(cmd *exec.Cmd, logPath string) (chan struct{}, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// No process may outlive the benchmark if it is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	return done, nil
 }
 
 // AttachTo measures a target someone else started (scripts/profile.sh
@@ -235,36 +308,67 @@ func (t *Target) readProc(u *Usage) error {
 		}
 		u.Syscalls, u.Switches, u.HasKernel = k.Syscalls, k.Switches, true
 	}
-	u.CPU, err = ProcCPU(t.Pid())
-	return err
+	if u.CPU, err = ProcCPU(t.Pid()); err != nil {
+		return err
+	}
+	if t.guest != nil {
+		if u.GuestCPU, err = ProcCPU(t.guest.Process.Pid); err != nil {
+			return err
+		}
+		u.HasGuest = true
+	}
+	return nil
 }
 
-// Stop ends the process (SIGTERM, then SIGKILL after 5 s) and the counting.
+// Stop ends the process and its echo guest (SIGTERM, then SIGKILL after
+// 5 s) and the counting.
 func (t *Target) Stop() error {
 	if t.kc != nil {
 		t.kc.Close()
 		t.kc = nil
 	}
-	if t.cmd == nil || !t.Alive() {
-		return nil
+	var err error
+	if t.cmd != nil {
+		err = stop(t.cmd, t.exited, t.Name())
 	}
-	t.cmd.Process.Signal(syscall.SIGTERM)
+	if t.guest != nil {
+		err = errors.Join(err, stop(t.guest, t.guestDone, t.Name()+"'s echo guest"))
+	}
+	return err
+}
+
+func stop(cmd *exec.Cmd, exited chan struct{}, name string) error {
 	select {
-	case <-t.exited:
+	case <-exited:
+		return nil
+	default:
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
 	case <-time.After(5 * time.Second):
-		t.cmd.Process.Kill()
-		<-t.exited
-		return fmt.Errorf("bench: %s ignored SIGTERM for 5 s", t.Name())
+		cmd.Process.Kill()
+		<-exited
+		return fmt.Errorf("bench: %s ignored SIGTERM for 5 s", name)
 	}
 	return nil
 }
 
-// LogTail returns the last lines the process wrote, for error messages.
+// LogTail returns the last lines the process (and its echo guest) wrote,
+// for error messages.
 func (t *Target) LogTail() string {
 	if t.LogPath == "" {
 		return "(no log: not started here)"
 	}
-	b, _ := os.ReadFile(t.LogPath)
+	tail := logTail(t.LogPath)
+	if t.GuestLogPath != "" {
+		tail += "\necho guest: " + logTail(t.GuestLogPath)
+	}
+	return tail
+}
+
+func logTail(path string) string {
+	b, _ := os.ReadFile(path)
 	b = bytes.TrimSpace(b)
 	lines := strings.Split(string(b), "\n")
 	if len(lines) > 10 {

@@ -20,6 +20,8 @@ type Usage struct {
 	Syscalls   uint64 // counted in the kernel (package kcount)
 	Switches   uint64
 	HasKernel  bool
+	GuestCPU   time.Duration // the external echo guest's utime + stime
+	HasGuest   bool
 }
 
 // Sub returns u - o. Mallocs saturates at zero: the cost of a /debug/vars
@@ -37,6 +39,8 @@ func (u Usage) Sub(o Usage) Usage {
 		Syscalls:   u.Syscalls - o.Syscalls,
 		Switches:   u.Switches - o.Switches,
 		HasKernel:  u.HasKernel && o.HasKernel,
+		GuestCPU:   u.GuestCPU - o.GuestCPU,
+		HasGuest:   u.HasGuest && o.HasGuest,
 	}
 }
 

@@ -30,6 +30,7 @@ type Workload struct {
 	Window  int      // bytes a client may have in flight (sent, not yet echoed)
 	Batch   int      // bytes a client writes per system call, at most
 	ExecLog bool     // core.exec.stdout frames of one exec session, exec.log on
+	Guest   string   // InProcess or UnixGuest: where the relays' guest runs
 	Targets []string // which targets run it
 }
 
@@ -41,10 +42,20 @@ const (
 var (
 	allTargets   = []string{Reactor, Goroutine, Floor}
 	relayTargets = []string{Reactor, Goroutine}
+	// The byte forwarder serves one client at a time: fan-in needs the
+	// frame-aware one.
+	forwardTargets = []string{Reactor, Goroutine, Forwarder}
+	frameTargets   = []string{Reactor, Goroutine, FrameForwarder}
 )
 
-// Workloads is the suite: the same definitions for every target.
-var Workloads = []Workload{
+// unixPrefix starts the names of the workloads on the socket-guest path.
+const unixPrefix = "guest=unix/"
+
+// Workloads is the suite: the same definitions for every target, first
+// with the relays' in-process echo guest (beside the bare-socket floor),
+// then the same again through an external echo guest process on a Unix
+// socket (beside the C forwarders, the floor of that path).
+var Workloads = withUnixGuest([]Workload{
 	{Name: "rt/size=64", Kind: RoundTrip, Size: 64, Clients: 1, Targets: allTargets},
 	{Name: "stream/size=64", Kind: Stream, Size: 64, Clients: 1, Window: 256 * kib, Batch: 64 * kib, Targets: allTargets},
 	{Name: "stream/size=1K", Kind: Stream, Size: kib, Clients: 1, Window: 256 * kib, Batch: 64 * kib, Targets: allTargets},
@@ -54,6 +65,27 @@ var Workloads = []Workload{
 	{Name: "fanin/clients=16/size=128", Kind: Stream, Size: 128, Clients: 16, Window: 64 * kib, Batch: 16 * kib, Targets: allTargets},
 	{Name: "stream-execlog/size=64", Kind: Stream, Size: 64, Clients: 1, Window: 256 * kib, Batch: 64 * kib, ExecLog: true, Targets: relayTargets},
 	{Name: "stream-execlog/size=64K", Kind: Stream, Size: 64 * kib, Clients: 1, Window: 256 * kib, Batch: 64 * kib, ExecLog: true, Targets: relayTargets},
+})
+
+// withUnixGuest returns ws followed by a copy of each on the socket-guest
+// path, named with unixPrefix, where the floor is a forwarder in front of
+// the same echo guest: the byte forwarder for one client, the frame-aware
+// one for several.
+func withUnixGuest(ws []Workload) []Workload {
+	all := slices.Clone(ws)
+	for _, w := range ws {
+		w.Name, w.Guest = unixPrefix+w.Name, UnixGuest
+		switch {
+		case !slices.Contains(w.Targets, Floor):
+			w.Targets = relayTargets
+		case w.Clients > 1:
+			w.Targets = frameTargets
+		default:
+			w.Targets = forwardTargets
+		}
+		all = append(all, w)
+	}
+	return all
 }
 
 // Hooks bracket the measured part of a run: Start right before the first

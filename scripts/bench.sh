@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# bench.sh OUT COUNT: the benchmark suite (bench/) against the reactor relay,
-# the goroutine baseline and the bare-echo floor, in COUNT alternating
-# rounds (each round runs every workload against every target once, so
-# that drift on the machine spreads over all targets alike). Raw output goes
-# to OUT/bench.txt, the benchstat comparison to OUT/benchstat.txt and the
-# terminal, PNG charts to OUT/*.png.
+# bench.sh OUT COUNT: the benchmark suite (bench/) on both paths to the
+# guest, in COUNT alternating rounds (each round runs every workload against
+# every target once, so that drift on the machine spreads over all targets
+# alike):
+#   - in-process echo guest: the reactor relay and the goroutine baseline
+#     with --guest echo, beside the bare-echo floor;
+#   - external echo guest process on unix: (Relay/guest=unix/...): both
+#     relays with --guest unix:, beside the C forwarders in front of the same
+#     echo process (bench/csrc/fwd.c, compiled with $CC or cc; skipped
+#     without one).
+# Raw output goes to OUT/bench.txt, the benchstat comparison (one column per
+# target, rows for both paths) to OUT/benchstat.txt and the terminal, PNG
+# charts to OUT/*.png (OUT/*-unix.png for the socket path) and issue 8's
+# acceptance table to OUT/targets.md and the terminal.
 #
-# BENCHTIME (default 1s) is each benchmark's -benchtime: 22 benchmarks at
-# about 2x BENCHTIME each (go test's N ramp) make a round ~50 s on 2 cores,
-# so the default COUNT of 6 takes ~5 minutes.
+# BENCHTIME (default 1s) is each benchmark's -benchtime: 44 benchmarks at
+# about 2x BENCHTIME each (go test's N ramp) make a round ~2 minutes on 2
+# cores, so the default COUNT of 6 takes ~12 minutes; BENCHTIME=0.5s and
+# COUNT 3 about 3 minutes. BENCH (default ^BenchmarkRelay$) narrows the run,
+# e.g. BENCH='^BenchmarkRelay$/^guest=unix$' for the socket path alone.
 set -euo pipefail
 
 out=${1:-out}
 count=${2:-6}
 benchtime=${BENCHTIME:-1s}
+pattern=${BENCH:-^BenchmarkRelay\$}
 go=${GO:-go}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -28,7 +39,7 @@ raw="$out/bench.txt"
 {
 	echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) nproc=$(nproc) kernel=$(uname -r)"
 	echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-	echo "# go: $($go version)  benchtime=$benchtime count=$count  relay GOMAXPROCS=${GOMAXPROCS:-default}"
+	echo "# go: $($go version)  benchtime=$benchtime count=$count  relay GOMAXPROCS=${GOMAXPROCS:-default}  cc: $(${CC:-cc} --version 2>/dev/null | head -1 || echo none)"
 	echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$raw"
 
@@ -40,7 +51,7 @@ for i in $(seq 1 "$count"); do
 	# that lost a frame or hung) fails its round but not the rounds after:
 	# its target is restarted, and the failure is reported at the end.
 	if ! (cd bench && RELAY_BIN="$root/bin/relay" RELAY_BASELINE_BIN="$root/bin/relay-baseline" "$out/bench.test" \
-		-test.run '^$' -test.bench '^BenchmarkRelay$' -test.benchtime "$benchtime" \
+		-test.run '^$' -test.bench "$pattern" -test.benchtime "$benchtime" \
 		-test.count 1 -test.timeout 30m) | tee -a "$raw"; then
 		failed=$((failed + 1))
 	fi
@@ -54,6 +65,11 @@ else
 	echo "benchstat unavailable (no module proxy?): raw results are in $raw" >&2
 fi
 $go run ./bench/cmd/charts -in "$raw" -out "$out"
+if [ -f "$out/targets.md" ]; then
+	echo
+	echo "issue 8 targets, external echo guest on unix: (medians; $out/targets.md):"
+	cat "$out/targets.md"
+fi
 if [ "$failed" -gt 0 ]; then
 	echo "bench: $failed of $count rounds had a failed benchmark:" >&2
 	grep -- '--- FAIL' "$raw" | grep impl= >&2 || true

@@ -25,11 +25,22 @@ var impls = []struct {
 	{"reactor", color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, draw.CircleGlyph{}},
 	{"goroutine", color.RGBA{R: 0xd6, G: 0x5f, B: 0x0e, A: 0xff}, draw.PyramidGlyph{}},
 	{"floor", color.RGBA{R: 0x80, G: 0x80, B: 0x80, A: 0xff}, draw.BoxGlyph{}},
+	{"forwarder", color.RGBA{R: 0x50, G: 0x50, B: 0x50, A: 0xff}, draw.BoxGlyph{}},
+	{"framefwd", color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, draw.SquareGlyph{}},
 }
 
-// A chart draws one PNG from the medians; it returns "" if the file has
-// none of its workloads.
-var charts = []func(Table, string) (string, error){latency, throughput, fanIn, costs}
+// A path is one way to the guest: its workloads' name prefix, the suffix of
+// its charts' file names and the words for it in their titles.
+type path struct{ prefix, suffix, label string }
+
+var paths = []path{
+	{"", "", "in-process echo guest"},
+	{unixPrefix, "-unix", "external echo guest on unix:"},
+}
+
+// A chart draws one PNG of one path from the medians; it returns "" if the
+// file has none of its workloads.
+var charts = []func(Table, path, string) (string, error){latency, throughput, fanIn, costs}
 
 const (
 	width  = 9 * vg.Inch
@@ -61,14 +72,15 @@ func save(p *plot.Plot, dir, name string) (string, error) {
 // latency: p50, p99 and p99.9 of the 64-byte round trip, one panel each
 // (each with its own scale: the tail is ten times the median), a bar per
 // impl.
-func latency(t Table, dir string) (string, error) {
-	const w = "rt/size=64"
+func latency(t Table, pa path, dir string) (string, error) {
+	w := pa.prefix + "rt/size=64"
 	if t[w] == nil {
 		return "", nil
 	}
 	var plots []*plot.Plot
 	for _, q := range []string{"p50", "p99", "p99.9"} {
-		p := newPlot("round trip "+q, "µs")
+		p := newPlot("round trip "+q+", "+pa.label, "µs")
+		p.Title.TextStyle.Font.Size = 11
 		var groups []string
 		values := map[string][]float64{}
 		for _, im := range impls {
@@ -86,7 +98,7 @@ func latency(t Table, dir string) (string, error) {
 		}
 		plots = append(plots, p)
 	}
-	return saveTiles(plots, 3, dir, "latency.png", width, height)
+	return saveTiles(plots, 3, dir, "latency"+pa.suffix+".png", width, height)
 }
 
 // saveTiles draws plots in a grid with cols columns into one PNG.
@@ -133,8 +145,8 @@ var streamSizes = []struct {
 }{{"64", 64, "64 B"}, {"1K", 1 << 10, "1 KiB"}, {"64K", 64 << 10, "64 KiB"}, {"3M", 3 << 20, "3 MiB"}}
 
 // throughput: MB/s of the one-client stream by frame size, log-log.
-func throughput(t Table, dir string) (string, error) {
-	p := newPlot("Stream, one client pipelining (median of runs)", "throughput (MB/s, log)")
+func throughput(t Table, pa path, dir string) (string, error) {
+	p := newPlot("Stream, one client pipelining, "+pa.label+" (median of runs)", "throughput (MB/s, log)")
 	p.X.Label.Text = "frame size (log)"
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
@@ -147,7 +159,7 @@ func throughput(t Table, dir string) (string, error) {
 	for _, im := range impls {
 		var xys plotter.XYs
 		for _, s := range streamSizes {
-			if v, ok := t.Get("stream/size="+s.label, im.name, "MB/s"); ok && v > 0 {
+			if v, ok := t.Get(pa.prefix+"stream/size="+s.label, im.name, "MB/s"); ok && v > 0 {
 				xys = append(xys, plotter.XY{X: s.bytes, Y: v})
 			}
 		}
@@ -184,7 +196,7 @@ func throughput(t Table, dir string) (string, error) {
 	p.X.Min, p.X.Max = 40, 8<<20
 	p.Y.Min, p.Y.Max = p.Y.Min/1.5, p.Y.Max*1.5
 	p.Legend.Left, p.Legend.Top = true, true
-	return save(p, dir, "throughput.png")
+	return save(p, dir, "throughput"+pa.suffix+".png")
 }
 
 func mbps(v float64) string {
@@ -195,10 +207,10 @@ func mbps(v float64) string {
 }
 
 // fanIn: aggregate frames/s of 16 clients, and how unevenly they were served.
-func fanIn(t Table, dir string) (string, error) {
+func fanIn(t Table, pa path, dir string) (string, error) {
 	var w string
 	for name := range t {
-		if strings.HasPrefix(name, "fanin/") {
+		if strings.HasPrefix(name, pa.prefix+"fanin/") {
 			w = name
 		}
 	}
@@ -221,11 +233,11 @@ func fanIn(t Table, dir string) (string, error) {
 	for im, row := range values {
 		values[im] = row[:len(groups)]
 	}
-	p := newPlot("Fan-in/fan-out: "+w+" (median of runs)", "aggregate throughput (M frames/s)")
+	p := newPlot("Fan-in/fan-out: "+w+", "+pa.label+" (median of runs)", "aggregate throughput (M frames/s)")
 	if err := singleBars(p, groups, values, 60, func(v float64) string { return fmt.Sprintf("%.2f M/s", v) }); err != nil {
 		return "", err
 	}
-	return save(p, dir, "fanin.png")
+	return save(p, dir, "fanin"+pa.suffix+".png")
 }
 
 // singleBars draws one bar per group, each impl in its colour, with its
@@ -279,14 +291,15 @@ var costWorkloads = []struct{ name, label string }{
 // costs: CPU time and system calls per frame of each target process, per
 // workload, one panel each, on log scales (they span five orders of
 // magnitude).
-func costs(t Table, dir string) (string, error) {
+func costs(t Table, pa path, dir string) (string, error) {
 	var plots []*plot.Plot
 	for _, m := range []struct{ unit, title string }{
 		{"cpu-ns/frame", "target process CPU time per frame (ns, log)"},
 		{"syscalls/frame", "target process system calls per frame (log)"},
 		{"ctxsw/frame", "target process context switches per frame (log)"},
+		{"guest-cpu-ns/frame", "external echo guest's CPU time per frame (ns, log)"},
 	} {
-		p := newPlot(m.title, "")
+		p := newPlot(m.title+", "+pa.label, "")
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 		var labels []string
@@ -297,8 +310,8 @@ func costs(t Table, dir string) (string, error) {
 		for k, im := range impls {
 			var xys plotter.XYs
 			for g, w := range costWorkloads {
-				if v, ok := t.Get(w.name, im.name, m.unit); ok && v > 0 {
-					xys = append(xys, plotter.XY{X: float64(g) + 0.15*float64(k-1), Y: v})
+				if v, ok := t.Get(pa.prefix+w.name, im.name, m.unit); ok && v > 0 {
+					xys = append(xys, plotter.XY{X: float64(g) + 0.12*float64(k-len(impls)/2), Y: v})
 				}
 			}
 			if len(xys) == 0 {
@@ -326,5 +339,5 @@ func costs(t Table, dir string) (string, error) {
 	if len(plots) == 0 {
 		return "", nil
 	}
-	return saveTiles(plots, 1, dir, "costs.png", width, height*vg.Length(len(plots))*0.6)
+	return saveTiles(plots, 1, dir, "costs"+pa.suffix+".png", width, height*vg.Length(len(plots))*0.6)
 }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 func main() {
@@ -33,14 +34,23 @@ func run(in, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	for _, c := range charts {
-		path, err := c(med, out)
-		if err != nil {
+	for _, pa := range paths {
+		for _, c := range charts {
+			path, err := c(med, pa, out)
+			if err != nil {
+				return err
+			}
+			if path != "" {
+				fmt.Println("wrote", path)
+			}
+		}
+	}
+	if tab := Targets(med); tab != "" {
+		path := filepath.Join(out, "targets.md")
+		if err := os.WriteFile(path, []byte(tab), 0o644); err != nil {
 			return err
 		}
-		if path != "" {
-			fmt.Println("wrote", path)
-		}
+		fmt.Println("wrote", path)
 	}
 	return nil
 }

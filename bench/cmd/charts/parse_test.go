@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,12 @@ BenchmarkRelay/stream/size=64K/impl=reactor-2    	    3463	    129598 ns/op	 505
 BenchmarkRelay/stream/size=64K/impl=reactor-2    	    3463	    129598 ns/op	 300.00 MB/s	         0 allocs/frame	      7716 frames/s
 BenchmarkRelay/stream/size=64K/impl=reactor-2    	    3463	    129598 ns/op	 400.00 MB/s	         0 allocs/frame	      7716 frames/s
 BenchmarkRelay/fanin/clients=16/size=128/impl=goroutine-2       	   33952	      9063 ns/op	  14.12 MB/s	    110337 frames/s	        27.62 spread-%
+BenchmarkRelay/guest=unix/rt/size=64/impl=reactor-2         	    3214	    108156 ns/op	         0 allocs/frame	     60000 cpu-ns/frame	    100000 p50-ns	    266496 p99-ns	    491610 p99.9-ns	 9.5 syscalls/frame	 6.2 ctxsw/frame	 20000 guest-cpu-ns/frame
+BenchmarkRelay/guest=unix/rt/size=64/impl=forwarder-2         	    3214	    108156 ns/op	     20000 cpu-ns/frame	     50000 p50-ns	    166496 p99-ns	    291610 p99.9-ns	 6 syscalls/frame	 2.9 ctxsw/frame	 20000 guest-cpu-ns/frame
+BenchmarkRelay/guest=unix/stream/size=1K/impl=reactor-2    	    3463	    129598 ns/op	 505.69 MB/s	         0 allocs/frame	      95000 frames/s
+BenchmarkRelay/guest=unix/stream/size=1K/impl=forwarder-2    	    3463	    129598 ns/op	 505.69 MB/s	      100000 frames/s
+BenchmarkRelay/guest=unix/fanin/clients=16/size=128/impl=reactor-2       	   33952	      9063 ns/op	  14.12 MB/s	    700000 frames/s	        27.62 spread-%
+BenchmarkRelay/guest=unix/fanin/clients=16/size=128/impl=framefwd-2       	   33952	      9063 ns/op	  14.12 MB/s	    1000000 frames/s	        17.62 spread-%
 --- FAIL: BenchmarkRelay/stream/size=3M/impl=goroutine
 BenchmarkOther/x-2	 10	 5 ns/op
 PASS
@@ -27,8 +34,8 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 6 {
-		t.Fatalf("parsed %d results, want 6", len(rs))
+	if len(rs) != 12 {
+		t.Fatalf("parsed %d results, want 12", len(rs))
 	}
 	r := rs[0]
 	if r.Workload != "rt/size=64" || r.Impl != "reactor" || r.N != 3214 || r.Metrics["p99.9-ns"] != 491610 {
@@ -44,6 +51,36 @@ func TestParse(t *testing.T) {
 	}
 	if _, ok := med.Get("rt/size=64", "floor", "allocs/frame"); ok {
 		t.Fatal("a metric the floor never reported has a median")
+	}
+}
+
+// The acceptance table holds each relay against the right floor: the byte
+// forwarder for the round trip and streams, the frame-aware one for fan-in,
+// with the thresholds (syscalls additive, the rest ratios).
+func TestTargets(t *testing.T) {
+	rs, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := Targets(Medians(rs))
+	for _, want := range []string{
+		"| round trip 64 B, p50 | forwarder 50.0 µs | 100.0 µs | 2.00× | — | — | ≤ 1.2× | no |",
+		"| relay CPU per round trip | forwarder 20.0 µs | 60.0 µs | 3.00× |",
+		"| system calls per round trip | forwarder 6.00 | 9.50 | 1.58× | — | — | ≤ floor + 1 | no |",
+		"| context switches per round trip | forwarder 2.90 | 6.20 | 2.14× | — | — |  |  |",
+		"| stream 1 KiB | forwarder 100.0 k/s | 95.0 k/s | 0.95× | — | — | ≥ 0.9× | yes |",
+		"| fan-in 16 × 128 B | framefwd 1.00 M/s | 700.0 k/s | 0.70× | — | — | ≥ 0.85× | no |",
+		"| round trip 64 B, p50 | 105.1 µs |", // the in-process reactor
+	} {
+		if !strings.Contains(tab, want) {
+			t.Errorf("table lacks %q:\n%s", want, tab)
+		}
+	}
+	if strings.Contains(tab, "stream 64 KiB | forwarder") {
+		t.Errorf("a row without a floor figure:\n%s", tab)
+	}
+	if Targets(Table{}) != "" {
+		t.Error("a table from a run without the socket-guest path")
 	}
 }
 
@@ -80,7 +117,11 @@ func TestRun(t *testing.T) {
 	if err := run(in, dir); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"latency.png", "throughput.png", "fanin.png", "costs.png"} {
+	if b, err := os.ReadFile(filepath.Join(dir, "targets.md")); err != nil || !bytes.Contains(b, []byte("fan-in 16")) {
+		t.Fatalf("targets.md: %v\n%s", err, b)
+	}
+	for _, name := range []string{"latency.png", "throughput.png", "fanin.png", "costs.png",
+		"latency-unix.png", "throughput-unix.png", "fanin-unix.png", "costs-unix.png"} {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
