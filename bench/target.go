@@ -39,6 +39,11 @@ const (
 	UnixGuest = "unix"
 )
 
+// RelayProcsEnv, when set, is the GOMAXPROCS the relays run with (the
+// benchmark binary itself keeps its own): for A/B runs of the runtime's
+// settings.
+const RelayProcsEnv = "RELAY_GOMAXPROCS"
+
 // Config says how to start a target.
 type Config struct {
 	Impl      string // Reactor, Goroutine, Floor, Forwarder or FrameForwarder
@@ -138,6 +143,9 @@ func Start(cfg Config) (*Target, error) {
 			args = append(args, "--exec-log", dir)
 		}
 		cmd = exec.Command(cfg.Relay, args...)
+		if v := os.Getenv(RelayProcsEnv); v != "" {
+			cmd.Env = append(os.Environ(), "GOMAXPROCS="+v)
+		}
 	default:
 		return nil, fmt.Errorf("bench: unknown target %q", cfg.Impl)
 	}

@@ -73,7 +73,11 @@ func Main(prog string, impl Impl, args []string) int {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
 	slog.SetDefault(log)
-	reserveProcs()
+	blocked := 2 // the reactor and an in-process guest or pump
+	if impl.GuestSocket && (spec.Kind == guest.KindUnix || spec.Kind == guest.KindVsock) {
+		blocked = 0
+	}
+	reserveProcs(blocked)
 	if err := run(log, *socket, spec, *execLog, readyTimeout, *debugAddr, impl); err != nil {
 		log.Error("relay failed", "err", err)
 		return 1
