@@ -55,8 +55,14 @@ type ExecFailedError struct {
 }
 
 func (e *ExecFailedError) Error() string {
+	return fmt.Sprintf("client: exec %q failed: %s", e.Cmd, e.Reason())
+}
+
+// Reason is the guest's account of the failure: kind, message, and the
+// stage and errno where it gave them.
+func (e *ExecFailedError) Reason() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "client: exec %q failed: %s: %s", e.Cmd, e.Kind, e.Message)
+	fmt.Fprintf(&b, "%s: %s", e.Kind, e.Message)
 	var detail []string
 	if e.Stage != nil {
 		detail = append(detail, "stage "+*e.Stage)
