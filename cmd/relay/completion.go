@@ -30,9 +30,10 @@ Examples:
 // A compFlag is one flag as completion knows it: its spellings and what
 // its value is (empty for a boolean flag).
 type compFlag struct {
-	names []string
-	value string // "file", "dir", "guest", "rlimit", "shell", "command", "word"
-	help  string
+	names  []string
+	value  string // "file", "dir", "guest", "rlimit", "word"
+	help   string
+	repeat bool // may be given more than once
 }
 
 // completionSpec lists each subcommand's flags. TestCompletionFlagsExist
@@ -42,32 +43,32 @@ var completionSpec = []struct {
 	flags []compFlag
 }{
 	{"serve", []compFlag{
-		{[]string{"--socket"}, "file", "the clients' Unix socket"},
-		{[]string{"--guest"}, "guest", "the guest console"},
-		{[]string{"--exec-log"}, "dir", "directory for exec.log"},
-		{[]string{"--ready-timeout"}, "word", "how long to wait for core.ready"},
-		{[]string{"--debug-addr"}, "word", "loopback address for pprof, counters and metrics"},
-		{[]string{"-h", "--help"}, "", "print help"},
+		{[]string{"--socket"}, "file", "the clients' Unix socket", false},
+		{[]string{"--guest"}, "guest", "the guest console", false},
+		{[]string{"--exec-log"}, "dir", "directory for exec.log", false},
+		{[]string{"--ready-timeout"}, "word", "how long to wait for core.ready", false},
+		{[]string{"--debug-addr"}, "word", "loopback address for pprof, counters and metrics", false},
+		{[]string{"-h", "--help"}, "", "print help", false},
 	}},
 	{"exec", []compFlag{
-		{[]string{"--socket"}, "file", "the relay's socket"},
-		{[]string{"-t", "--tty"}, "", "run under a pseudo-terminal"},
-		{[]string{"-i", "--interactive"}, "", "accepted; stdin is forwarded anyway"},
-		{[]string{"-n", "--no-stdin"}, "", "give the command an empty stdin"},
-		{[]string{"-e", "--env"}, "word", "set NAME=VALUE, or pass NAME's local value"},
-		{[]string{"-w", "--workdir"}, "word", "working directory in the guest"},
-		{[]string{"-u", "--user"}, "word", "run as USER[:GROUP]"},
-		{[]string{"--rlimit"}, "rlimit", "resource limit RES=SOFT[:HARD]"},
-		{[]string{"--timeout"}, "word", "SIGTERM at this duration, exit 124"},
-		{[]string{"--kill-after"}, "word", "SIGKILL this long after the timeout's SIGTERM"},
-		{[]string{"-h", "--help"}, "", "print help"},
+		{[]string{"--socket"}, "file", "the relay's socket", false},
+		{[]string{"-t", "--tty"}, "", "run under a pseudo-terminal", false},
+		{[]string{"-i", "--interactive"}, "", "accepted; stdin is forwarded anyway", false},
+		{[]string{"-n", "--no-stdin"}, "", "give the command an empty stdin", false},
+		{[]string{"-e", "--env"}, "word", "set NAME=VALUE, or pass NAME's local value", true},
+		{[]string{"-w", "--workdir"}, "word", "working directory in the guest", false},
+		{[]string{"-u", "--user"}, "word", "run as USER or USER:GROUP", false},
+		{[]string{"--rlimit"}, "rlimit", "resource limit RES=SOFT:HARD", true},
+		{[]string{"--timeout"}, "word", "SIGTERM at this duration, exit 124", false},
+		{[]string{"--kill-after"}, "word", "SIGKILL this long after the timeout's SIGTERM", false},
+		{[]string{"-h", "--help"}, "", "print help", false},
 	}},
 	{"stats", []compFlag{
-		{[]string{"--debug-addr"}, "word", "the relay's --debug-addr"},
-		{[]string{"-h", "--help"}, "", "print help"},
+		{[]string{"--debug-addr"}, "word", "the relay's --debug-addr", false},
+		{[]string{"-h", "--help"}, "", "print help", false},
 	}},
-	{"version", []compFlag{{[]string{"-h", "--help"}, "", "print help"}}},
-	{"completion", []compFlag{{[]string{"-h", "--help"}, "", "print help"}}},
+	{"version", []compFlag{{[]string{"-h", "--help"}, "", "print help", false}}},
+	{"completion", []compFlag{{[]string{"-h", "--help"}, "", "print help", false}}},
 	{"help", nil},
 }
 
@@ -133,23 +134,30 @@ type compValue struct {
 	Kind  string
 }
 
-// zshSpec is f as an _arguments spec: "(-t --tty)"{-t,--tty}"[help]".
+// zshSpec is f as an _arguments spec: "(-t --tty)"{-t,--tty}"[help]", or
+// "*"{-e,--env}"[help]:value: " for a flag that repeats.
 func zshSpec(f compFlag) string {
 	action := map[string]string{
-		"":        "",
-		"file":    ":path:_files",
-		"dir":     ":directory:_files -/",
-		"guest":   ":guest:(unix\\: vsock\\: echo builtin)",
-		"rlimit":  ":limit:_relay_rlimits",
-		"shell":   ":shell:(bash zsh)",
-		"command": ":command:_command_names",
-		"word":    ":value: ",
+		"":       "",
+		"file":   ":path:_files",
+		"dir":    ":directory:_files -/",
+		"guest":  ":guest:(unix\\: vsock\\: echo builtin)",
+		"rlimit": ":limit:_relay_rlimits",
+		"word":   ":value: ",
 	}[f.value]
-	help := strings.ReplaceAll(f.help, "'", "'\\''")
-	if len(f.names) == 1 {
-		return fmt.Sprintf("'%s[%s]%s'", f.names[0], help, action)
+	help := strings.NewReplacer("'", "'\\''", "[", "\\[", "]", "\\]").Replace(f.help)
+	prefix := ""
+	switch {
+	case f.repeat:
+		prefix = "'*'"
+	case len(f.names) > 1:
+		prefix = "'(" + strings.Join(f.names, " ") + ")'"
 	}
-	return fmt.Sprintf("'(%s)'{%s}'[%s]%s'", strings.Join(f.names, " "), strings.Join(f.names, ","), help, action)
+	names := f.names[0]
+	if len(f.names) > 1 {
+		names = "{" + strings.Join(f.names, ",") + "}"
+	}
+	return fmt.Sprintf("%s%s'[%s]%s'", prefix, names, help, action)
 }
 
 var funcs = template.FuncMap{"join": strings.Join}
@@ -160,9 +168,15 @@ var bashTemplate = template.Must(template.New("bash").Funcs(funcs).Parse(`# bash
 _relay() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
     local cmd=serve start=1
+    # bash splits --flag=value at the "=".
+    if [[ $cur == = ]]; then
+        cur=
+    elif [[ $prev == = ]] && ((COMP_CWORD > 1)); then
+        prev=${COMP_WORDS[COMP_CWORD-2]}
+    fi
     if ((COMP_CWORD == 1)); then
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "--help --version $(_relay_flags serve)" -- "$cur"))
+            COMPREPLY=($(compgen -W "--version $(_relay_flags serve)" -- "$cur"))
         else
             COMPREPLY=($(compgen -W "{{join .Commands " "}}" -- "$cur"))
         fi
