@@ -541,3 +541,12 @@ func startOnPTY(cmd *exec.Cmd, rows, cols uint16) (*os.File, error) {
 func setPTYSize(f *os.File, rows, cols uint16) error {
 	return pty.Setsize(f, &pty.Winsize{Rows: rows, Cols: cols})
 }
+
+// A race-enabled binary sleeps a second at exit (GORACE atexit_sleep_ms,
+// default 1000) to catch late races; these tests start it hundreds of
+// times.
+func init() {
+	if os.Getenv("GORACE") == "" {
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
+}
