@@ -196,7 +196,7 @@ func TestExecSecondInterruptKills(t *testing.T) {
 	e := startExec(t, nil, nil, "--socket", p.socket, "--", "sh", "-c", "trap 'echo ignored' INT; echo ready; while :; do sleep 0.05; done")
 	waitFor(t, "stdout", e.stdout, "ready\n")
 	e.cmd.Process.Signal(syscall.SIGINT)
-	waitFor(t, "stdout", e.stdout, "ignored\n") // the first one was forwarded
+	time.Sleep(50 * time.Millisecond) // two deliveries, not one merged
 	e.cmd.Process.Signal(syscall.SIGINT)
 	if code := e.wait(t, 10*time.Second); code != 137 {
 		t.Fatalf("exit %d, want 137; stderr %q", code, e.stderr.String())
@@ -327,10 +327,41 @@ func TestExecRelayRefuses(t *testing.T) {
 			t.Fatalf("exit %d, stderr %q; want 125, %q", code, stderr, want)
 		}
 	})
+	t.Run("interrupted or timed out while waiting for a slot", func(t *testing.T) {
+		p, _ := builtinRelay(t)
+		for i := range 16 {
+			c, err := net.Dial("unix", p.socket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			var off [4]byte
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(c, off[:]); err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+		}
+		// Nothing runs yet: SIGINT ends relay exec at once (130), as
+		// --timeout does (124).
+		e := startExec(t, nil, nil, "--socket", p.socket, "--", "true")
+		waitFor(t, "relay log", p.stderr, "connection waits for one\" position=1")
+		start := time.Now()
+		e.cmd.Process.Signal(syscall.SIGINT)
+		if code := e.wait(t, 10*time.Second); code != 130 || time.Since(start) > 2*time.Second || e.stderr.String() != "" {
+			t.Fatalf("SIGINT: exit %d after %v, stderr %q; want 130 at once", code, time.Since(start), e.stderr.String())
+		}
+		start = time.Now()
+		if _, stderr, code := runExecBin(t, nil, "", "--socket", p.socket, "--timeout", "300ms", "--", "true"); code != 124 || time.Since(start) > 3*time.Second {
+			t.Fatalf("--timeout: exit %d after %v, stderr %q; want 124 before the relay's 5 s wait", code, time.Since(start), stderr)
+		}
+	})
 	t.Run("guest not ready", func(t *testing.T) {
 		g, path := newFakeGuest(t, 0)
 		p := startRelay(t, "--guest", "unix:"+path, "--ready-timeout", "1500ms")
-		<-g.conn // connected, never says ready
+		gc := <-g.conn // connected, never says ready
+		// Held until the end: a collected net.Conn closes its fd, and a
+		// guest that hangs up is not one that is not ready.
+		t.Cleanup(func() { gc.Close() })
 		p.waitSocket(t)
 		_, stderr, code := runExecBin(t, nil, "", "--socket", p.socket, "--", "true")
 		if code != 125 || stderr != want {
