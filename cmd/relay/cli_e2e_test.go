@@ -253,20 +253,36 @@ func TestCompletionZsh(t *testing.T) {
 	if out, err := exec.Command("zsh", "-n", script).CombinedOutput(); err != nil {
 		t.Fatalf("zsh -n: %v\n%s", err, out)
 	}
-	// An interactive zsh on a pty: compinit, the script, then a line and a
-	// TAB; compadd is wrapped to record what completion offers.
+	// An interactive zsh on a pty: compinit, the script, then each line and
+	// a TAB; compadd is wrapped to record what completion offers. Keys are
+	// not typed ahead (completion skips work while input is pending): the
+	// driver waits for the offers to stop growing, then clears the line
+	// with ^U, a key rather than a signal that could interrupt a command.
 	hits := filepath.Join(dir, "hits")
 	driver := `zmodload zsh/zpty
 zpty z zsh -f -i
-zpty -w z 'PS1=; autoload -U compinit; compinit -u -d "$DIR/zcompdump"; source "$DIR/_relay"'
+zpty -w z 'PS1=; bindkey -e; autoload -U compinit; compinit -u -d "$DIR/zcompdump"; source "$DIR/_relay"'
 zpty -w z 'compadd() { builtin compadd -O __h "$@"; print -r -- ${(j: :)__h} >> "$DIR/hits"; builtin compadd "$@" }'
-for line in "relay " "relay exec --t" "relay serve --guest " "relay exec --rlimit nof"; do
-    zpty -w z "print -r -- MARK >> \$DIR/hits"
+i=0
+for line in "relay " "relay exec --t" "relay serve --guest " "relay exec --rlimit nof" ""; do
+    i=$((i+1))
+    zpty -w z "print -r -- MARK >> \$DIR/hits; print DO''NE$i"
+    zpty -r z out "*DONE$i*" || exit 1
+    [[ -z $line ]] && break
     zpty -n -w z "$line"$'\t'
-    sleep 0.5
-    zpty -w z $'\x03'
+    size=0 still=0
+    for n in {1..400}; do
+        sleep 0.025
+        new=$(grep -v '^$' "$DIR/hits" | wc -c)
+        if [[ $(grep -v '^$' "$DIR/hits" | tail -n 1) != MARK && $new == $size ]]; then
+            (( ++still >= 4 )) && break
+        else
+            still=0
+        fi
+        size=$new
+    done
+    zpty -n -w z $'\x15'
 done
-sleep 0.5
 zpty -d z
 `
 	cmd := exec.Command("zsh", "-f", "-c", driver)
@@ -279,6 +295,7 @@ zpty -d z
 		t.Fatal(err)
 	}
 	rounds := strings.Split(string(b), "MARK\n")[1:]
+	rounds = rounds[:len(rounds)-1] // the last MARK only ends the fourth
 	want := [][]string{
 		{"serve", "exec", "stats", "version", "completion", "help"},
 		{"--tty", "--timeout"},
