@@ -95,8 +95,10 @@ func (e *ExecFailedError) Unwrap() error {
 // Exec runs a process in the guest and waits for it. It returns the exit
 // code from core.exec.exited. err is an *ExecFailedError if the guest could
 // not start the process, ctx.Err() if ctx ended first (the process is then
-// sent SIGKILL), a connection error, or an error copying stdin or writing
-// output that happened while the process ran (the code is still valid then).
+// sent SIGKILL), a connection error, an error copying stdin or writing
+// output that happened while the process ran (the code is still valid then),
+// or, with nothing sent, an error naming a string of o that is not valid
+// UTF-8 (the protocol carries text).
 func (c *Conn) Exec(ctx context.Context, o ExecOptions) (code int, err error) {
 	if err := o.checkUTF8(); err != nil {
 		return -1, err

@@ -209,8 +209,13 @@ c relay exec -e FOO -- sh -c
 c relay help e
 c relay completion ""
 c relay --socket /x --gu
+c relay serve --guest unix : "$2/cons"
 `
-	cmd := exec.Command("bash", "--norc", "--noprofile", "-c", driver, "bash", script)
+	consoles := t.TempDir()
+	if err := os.WriteFile(filepath.Join(consoles, "console.sock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "--norc", "--noprofile", "-c", driver, "bash", script, consoles)
 	got, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("bash: %v\n%s", err, got)
@@ -226,6 +231,7 @@ c relay --socket /x --gu
 		"relay help e| exec",
 		"relay completion | bash zsh",
 		"relay --socket /x --gu| --guest",
+		"relay serve --guest unix : " + consoles + "/cons| " + consoles + "/console.sock", // bash splits at ":"
 	}
 	for _, w := range want {
 		if !strings.Contains(string(got), w+"\n") {

@@ -194,6 +194,16 @@ _relay() {
         [[ $cur == -* ]] && COMPREPLY=($(compgen -W "$(_relay_flags completion)" -- "$cur"))
         return ;;
     esac
+    # bash splits "unix:PATH" at the ":" too: the path of a --guest.
+    if [[ $cmd == serve ]] && ((COMP_CWORD > 3)) && [[ ${COMP_WORDS[COMP_CWORD-3]} == --guest ]] &&
+        [[ $prev == : && ${COMP_WORDS[COMP_CWORD-2]} == @(unix|vsock) ]]; then
+        COMPREPLY=($(compgen -f -- "$cur"))
+        return
+    fi
+    if [[ $cmd == serve && $cur == : && $prev == @(unix|vsock) ]]; then
+        COMPREPLY=($(compgen -f -- ""))
+        return
+    fi
     # A flag's value.
     case $cmd:$prev in
 {{- range .Cmds}}{{$c := .Name}}{{range .Values}}
