@@ -330,15 +330,27 @@ func contains(l []string, s string) bool {
 	return false
 }
 
-// TestCompletionFlagsExist: every flag the completion scripts offer is one
-// the subcommand accepts, as its --help shows.
+// TestCompletionFlagsExist: the completion scripts offer exactly the flags
+// each subcommand's --help shows.
 func TestCompletionFlagsExist(t *testing.T) {
+	// A flag as a help text lists it: "  -name" from the flag package
+	// (serve's help), "  -t, --tty" or "      --socket" from ours.
+	listed := regexp.MustCompile(`(?m)^ {2}(?:-[a-z], | {4})?-{1,2}([a-z][a-z-]+)`)
 	for _, s := range completionSpec {
 		if s.cmd == "help" {
 			continue
 		}
 		out, errOut, _ := runBin(t, s.cmd, "--help")
 		help := out + errOut // serve's help is the flag package's, on stderr
+		offered := map[string]bool{}
+		for _, f := range s.flags {
+			offered[f.names[len(f.names)-1]] = true
+		}
+		for _, m := range listed.FindAllStringSubmatch(help, -1) {
+			if !offered["--"+m[1]] {
+				t.Errorf("%s --help shows --%s, which completion does not offer (completionSpec)", s.cmd, m[1])
+			}
+		}
 		for _, f := range s.flags {
 			if f.names[len(f.names)-1] == "--help" {
 				continue // the flag package's own, for every subcommand
