@@ -40,7 +40,7 @@ func TestHelp(t *testing.T) {
 			t.Fatalf("%q: exit %d, stderr %q", args, code, errOut)
 		}
 		for _, c := range subcommands {
-			if !regexp.MustCompile(`(?m)^  relay ` + c + ` +\S.*\S$`).MatchString(out) {
+			if !regexp.MustCompile(`(?m)^  relay \[?` + c + `\b.* {2,}\S.*\S$`).MatchString(out) {
 				t.Errorf("%q: no line for %s:\n%s", args, c, out)
 			}
 		}

@@ -67,7 +67,7 @@ Exit status:
 Examples:
   relay exec -- uname -a
   relay exec -it -- bash
-  relay exec -e GREETING=hi -e HOME -w /tmp -- sh -c 'echo $GREETING from $HOME; pwd'
+  relay exec -e GREETING=hi -e HOME -w /tmp -- sh -c 'echo $GREETING $HOME; pwd'
   relay exec --timeout 5m --rlimit nofile=1024:4096 -- make test
   RELAY_SOCKET=/tmp/agentrelay/agent.sock relay exec -- id
   printf 'a\nb\n' | while read -r x; do relay exec -n -- echo "$x"; done

@@ -11,10 +11,10 @@ import (
 	"github.com/agentrelay/agentrelay/cmd/internal/serve"
 )
 
-// A command is one subcommand.
+// A command is one subcommand: its name, its synopsis, what it does.
 type command struct {
-	name, args, summary string
-	run                 func([]string) int
+	name, synopsis, summary string
+	run                     func([]string) int
 }
 
 // commands are the subcommands, in the order help lists them. Set in init:
@@ -23,13 +23,13 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"serve", "[FLAGS]", "run the relay for one guest (the default: flags alone mean serve)",
+		{"serve", "[serve] [FLAGS]", "run the relay for one guest (flags alone mean serve)",
 			func(args []string) int { return serve.Main("relay", serve.Reactor, args) }},
-		{"exec", "[FLAGS] [--] CMD [ARG...]", "run a command in the guest through a running relay", execCmd},
-		{"stats", "[FLAGS]", "print a running relay's counters from its --debug-addr", statsCmd},
-		{"version", "", "print the module version, VCS revision and Go version", versionCmd},
-		{"completion", "bash|zsh", "print a shell completion script", completionCmd},
-		{"help", "[COMMAND]", "print this help, or a command's", helpCmd},
+		{"exec", "exec [FLAGS] [--] CMD...", "run a command in the guest through the relay", execCmd},
+		{"stats", "stats --debug-addr ADDR", "print a running relay's counters", statsCmd},
+		{"version", "version", "print the version, VCS revision and Go version", versionCmd},
+		{"completion", "completion bash|zsh", "print a shell completion script", completionCmd},
+		{"help", "help [COMMAND]", "print this help, or a command's", helpCmd},
 	}
 }
 
@@ -80,13 +80,14 @@ func helpCmd(args []string) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, "relay is the agent relay for microVM sandbox hosts: it multiplexes up to 16\nclients on a Unix socket onto the byte stream of a guest's console.\n\nUsage:\n")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  relay %-11s %-26s %s\n", c.name, c.args, c.summary)
+		fmt.Fprintf(w, "  relay %-25s %s\n", c.synopsis, c.summary)
 	}
 	fmt.Fprint(w, `
-Run 'relay COMMAND --help' for a command's flags and examples.
+Run 'relay COMMAND --help' for a command's flags and examples;
 'relay --version' is 'relay version'.
 
-serve's --guest SPEC: unix:PATH | vsock:PATH:PORT | echo | builtin (runs commands as host processes: no isolation)
+serve's --guest SPEC: unix:PATH | vsock:PATH:PORT | echo |
+  builtin (runs commands as host processes: no isolation)
 The socket of serve and exec: --socket, else $RELAY_SOCKET, else
 $XDG_RUNTIME_DIR/agentrelay/agent.sock, else /run/agentrelay/agent.sock.
 `)
