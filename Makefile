@@ -83,9 +83,11 @@ bench: build
 profile: build
 	bash scripts/profile.sh $(OUT)
 
-# The relay's main job on the embedded default guest (no VM needed).
+# The relay's main job on the embedded default guest (no VM needed), with
+# the debug endpoint that `relay stats --debug-addr` reads.
+RUN_DEBUG_ADDR ?= 127.0.0.1:6060
 run: build
-	./bin/relay serve --socket /tmp/agentrelay/agent.sock --guest builtin --exec-log /tmp/agentrelay
+	./bin/relay serve --socket /tmp/agentrelay/agent.sock --guest builtin --exec-log /tmp/agentrelay --debug-addr $(RUN_DEBUG_ADDR)
 
 clean:
 	rm -rf bin $(OUT)

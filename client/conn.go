@@ -11,13 +11,14 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/agentrelay/agentrelay/frame"
 )
 
 // ErrClosed is what pending and later calls see once Close was called.
-var ErrClosed = errors.New("client: connection closed")
+var ErrClosed = newError("connection closed")
 
 // ErrDisconnected is wrapped by the error that ends a connection the relay
 // closed between two frames. It deliberately is not io.EOF, which a Stream
@@ -25,9 +26,19 @@ var ErrClosed = errors.New("client: connection closed")
 // io.ErrUnexpectedEOF instead.
 var ErrDisconnected = errors.New("relay closed the connection")
 
+// ErrClosedBeforeHandshake is what Dial returns when the relay closed the
+// connection before sending the first byte of the handshake. A relay does
+// that when all frame.MaxClients slots stayed busy for as long as it lets a
+// connection wait (or its wait queue is full), when the guest never became
+// ready (the relay exits, resetting the connections in its backlog), and
+// when it does not allow the peer's uid. Its log says which.
+var ErrClosedBeforeHandshake = newError(fmt.Sprintf(
+	"the relay closed the connection before the handshake: all %d client slots busy, the guest not ready or this user not allowed (see the relay's log)",
+	frame.MaxClients))
+
 var (
-	errRaw   = errors.New("client: raw connection has no demultiplexer (use Dial)")
-	errDemux = errors.New("client: ReadFrame needs a raw connection (use DialRaw): the demultiplexer owns the read side")
+	errRaw   = newError("raw connection has no demultiplexer (use Dial)")
+	errDemux = newError("ReadFrame needs a raw connection (use DialRaw): the demultiplexer owns the read side")
 )
 
 // readBufferSize batches small frames into few read syscalls; big frames
@@ -92,7 +103,7 @@ func dial(ctx context.Context, socketPath string) (*Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", socketPath)
 	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+		return nil, errorf("%w", err)
 	}
 	c := &Conn{
 		nc:      nc.(*net.UnixConn),
@@ -121,38 +132,44 @@ func (c *Conn) handshake(ctx context.Context) (err error) {
 			// The cancel ran, or is running: its deadline may land after
 			// any reset, so the connection is unusable either way.
 			if err == nil {
-				err = fmt.Errorf("client: handshake: %w", ctx.Err())
+				err = errorf("handshake: %w", ctx.Err())
 			} else {
-				err = fmt.Errorf("%w: %w", err, ctx.Err())
+				err = errorf("%w: %w", err, ctx.Err())
 			}
 		case err != nil && hasDeadline && errors.Is(err, os.ErrDeadlineExceeded):
 			// The socket's copy of ctx's deadline fired first.
-			err = fmt.Errorf("%w: %w", err, context.DeadlineExceeded)
+			err = errorf("%w: %w", err, context.DeadlineExceeded)
 		}
 		c.nc.SetDeadline(time.Time{})
 	}()
 
 	var off [4]byte
-	if _, err := io.ReadFull(c.r, off[:]); err != nil {
-		return fmt.Errorf("client: handshake: reading id offset: %w", err)
+	if n, err := io.ReadFull(c.r, off[:]); err != nil {
+		// A relay that does not admit a connection closes it without a
+		// byte; one that exits before ready leaves it in the listen
+		// backlog, which the kernel then resets.
+		if n == 0 && (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) {
+			return ErrClosedBeforeHandshake
+		}
+		return errorf("handshake: reading id offset: %w", err)
 	}
 	start := binary.BigEndian.Uint32(off[:])
 	if start%frame.Step != 0 || start/frame.Step >= frame.MaxClients {
-		return fmt.Errorf("client: handshake: id offset %d is not a slot boundary (k*%d, k < %d)", start, frame.Step, frame.MaxClients)
+		return errorf("handshake: id offset %d is not a slot boundary (k*%d, k < %d)", start, frame.Step, frame.MaxClients)
 	}
 	raw, err := c.readFrame(nil)
 	if err != nil {
-		return fmt.Errorf("client: handshake: reading core.ready: %w", err)
+		return errorf("handshake: reading core.ready: %w", err)
 	}
 	m, err := frame.Decode(raw)
 	if err != nil {
-		return fmt.Errorf("client: handshake: decoding core.ready: %w", err)
+		return errorf("handshake: decoding core.ready: %w", err)
 	}
 	if m.Type != frame.TypeReady {
-		return fmt.Errorf("client: handshake: got %q where core.ready was due", m.TypeName)
+		return errorf("handshake: got %q where core.ready was due", m.TypeName)
 	}
 	if err := m.Into(&c.ready); err != nil {
-		return fmt.Errorf("client: handshake: core.ready payload: %w", err)
+		return errorf("handshake: core.ready payload: %w", err)
 	}
 	c.start, c.readyRaw = start, raw
 	return nil
@@ -201,7 +218,7 @@ func (c *Conn) WriteFrame(raw []byte) error {
 	_, err := c.nc.Write(raw)
 	c.wmu.Unlock()
 	if err != nil {
-		return fmt.Errorf("client: write: %w", c.closedErr(err))
+		return errorf("write: %w", c.closedErr(err))
 	}
 	return nil
 }
@@ -218,13 +235,13 @@ func (c *Conn) Send(id uint32, t frame.Type, payload any) error {
 	defer c.wmu.Unlock()
 	b, err := frame.AppendMessage(c.wbuf[:0], id, t, payload)
 	if err != nil {
-		return fmt.Errorf("client: encoding %s: %w", t, err)
+		return errorf("encoding %s: %w", t, err)
 	}
 	if cap(b) <= maxKeptWriteBuffer {
 		c.wbuf = b
 	}
 	if _, err := c.nc.Write(b); err != nil {
-		return fmt.Errorf("client: sending %s id %d: %w", t, id, c.closedErr(err))
+		return errorf("sending %s id %d: %w", t, id, c.closedErr(err))
 	}
 	return nil
 }
@@ -242,7 +259,7 @@ func (c *Conn) ReadFrame(buf []byte) (frame.Frame, error) {
 		if err = c.closedErr(err); err == ErrClosed {
 			return frame.Frame{}, err
 		}
-		return frame.Frame{}, fmt.Errorf("client: %w", err)
+		return frame.Frame{}, errorf("%w", err)
 	}
 	return frame.Split(raw)
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -145,7 +147,6 @@ func TestDialRejectsBadHandshake(t *testing.T) {
 		name, want string
 		hs         []byte
 	}{
-		{"nothing", "reading id offset", nil},
 		{"short offset", "reading id offset", []byte{0, 0}},
 		{"offset off a slot boundary", "not a slot boundary", append(off(5), readyVector...)},
 		{"offset past slot 15", "not a slot boundary", append(off(16*frame.Step), readyVector...)},
@@ -173,6 +174,47 @@ func TestDialRejectsBadHandshake(t *testing.T) {
 				t.Fatalf("error %q, want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestDialClosedBeforeHandshake: a relay that closes the connection without
+// a byte (no slot, uid refused) and one that exits with the connection
+// still in its listen backlog (guest never ready: the kernel resets it)
+// both give ErrClosedBeforeHandshake, whose message says what it means.
+func TestDialClosedBeforeHandshake(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	r := newFakeRelay(t, nil)
+	go func() { r.accept(t).nc.Close() }()
+	_, err := Dial(ctx, r.path)
+	if !errors.Is(err, ErrClosedBeforeHandshake) {
+		t.Fatalf("closed at once: err %v, want ErrClosedBeforeHandshake", err)
+	}
+	want := "client: the relay closed the connection before the handshake: all 16 client slots busy"
+	if !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "(see the relay's log)") {
+		t.Fatalf("message %q", err)
+	}
+
+	path := filepath.Join(t.TempDir(), "backlog.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond) // Dial is in the backlog, reading
+		ln.Close()
+	}()
+	_, err = Dial(ctx, path)
+	if !errors.Is(err, ErrClosedBeforeHandshake) {
+		t.Fatalf("reset in the backlog: err %v, want ErrClosedBeforeHandshake", err)
+	}
+
+	// Closing after part of the offset is a broken handshake, not a refusal.
+	r = newFakeRelay(t, []byte{0, 0})
+	go func() { r.accept(t).nc.Close() }()
+	if _, err = Dial(ctx, r.path); errors.Is(err, ErrClosedBeforeHandshake) || !strings.Contains(err.Error(), "reading id offset") {
+		t.Fatalf("short offset: err %v", err)
 	}
 }
 

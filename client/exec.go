@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/agentrelay/agentrelay/frame"
 )
@@ -53,8 +55,14 @@ type ExecFailedError struct {
 }
 
 func (e *ExecFailedError) Error() string {
+	return fmt.Sprintf("client: exec %q failed: %s", e.Cmd, e.Reason())
+}
+
+// Reason is the guest's account of the failure: kind, message, and the
+// stage and errno where it gave them.
+func (e *ExecFailedError) Reason() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "client: exec %q failed: %s: %s", e.Cmd, e.Kind, e.Message)
+	fmt.Fprintf(&b, "%s: %s", e.Kind, e.Message)
 	var detail []string
 	if e.Stage != nil {
 		detail = append(detail, "stage "+*e.Stage)
@@ -87,9 +95,14 @@ func (e *ExecFailedError) Unwrap() error {
 // Exec runs a process in the guest and waits for it. It returns the exit
 // code from core.exec.exited. err is an *ExecFailedError if the guest could
 // not start the process, ctx.Err() if ctx ended first (the process is then
-// sent SIGKILL), a connection error, or an error copying stdin or writing
-// output that happened while the process ran (the code is still valid then).
+// sent SIGKILL), a connection error, an error copying stdin or writing
+// output that happened while the process ran (the code is still valid then),
+// or, with nothing sent, an error naming a string of o that is not valid
+// UTF-8 (the protocol carries text).
 func (c *Conn) Exec(ctx context.Context, o ExecOptions) (code int, err error) {
+	if err := o.checkUTF8(); err != nil {
+		return -1, err
+	}
 	req := frame.ExecRequest{
 		Cmd: o.Cmd, Args: o.Args, Env: o.Env, TTY: o.TTY,
 		Rows: o.Rows, Cols: o.Cols, Rlimits: o.Rlimits,
@@ -113,6 +126,36 @@ func (c *Conn) Exec(ctx context.Context, o ExecOptions) (code int, err error) {
 	x := &execution{s: s, o: &o}
 	defer x.finish()
 	return x.run(ctx)
+}
+
+// checkUTF8 refuses strings that are not valid UTF-8 before anything is
+// sent: CBOR text must be, and the guest answers invalid text with
+// bad_args at best. Arguments count from 1, the command being argument 0,
+// as in argv.
+func (o *ExecOptions) checkUTF8() error {
+	bad := func(what string, s string) error {
+		return errorf("exec: %s is not valid UTF-8: %s", what, strconv.Quote(s))
+	}
+	if !utf8.ValidString(o.Cmd) {
+		return bad("the command", o.Cmd)
+	}
+	for i, a := range o.Args {
+		if !utf8.ValidString(a) {
+			return bad(fmt.Sprintf("argument %d", i+1), a)
+		}
+	}
+	for _, e := range o.Env {
+		if !utf8.ValidString(e) {
+			return bad("environment entry", e)
+		}
+	}
+	if !utf8.ValidString(o.Cwd) {
+		return bad("the working directory", o.Cwd)
+	}
+	if !utf8.ValidString(o.User) {
+		return bad("the user", o.User)
+	}
+	return nil
 }
 
 // execution is one Exec call's state.
@@ -154,7 +197,7 @@ func (x *execution) run(ctx context.Context) (int, error) {
 			if err == io.EOF {
 				err = errors.New("session ended without core.exec.exited")
 			}
-			return -1, fmt.Errorf("client: exec %q (id %d): %w", x.o.Cmd, x.s.id, err)
+			return -1, errorf("exec %q (id %d): %w", x.o.Cmd, x.s.id, err)
 		}
 		f, err := frame.Split(raw)
 		if err != nil {
@@ -210,7 +253,7 @@ func (x *execution) write(w io.Writer, data []byte, name string) io.Writer {
 		return w
 	}
 	if _, err := w.Write(data); err != nil {
-		x.fail(fmt.Errorf("client: exec %q: writing %s: %w", x.o.Cmd, name, err))
+		x.fail(errorf("exec %q: writing %s: %w", x.o.Cmd, name, err))
 		return nil
 	}
 	return w
@@ -228,7 +271,7 @@ func (x *execution) into(f frame.Frame, v any) error {
 }
 
 func (x *execution) protocolErr(err error) error {
-	return fmt.Errorf("client: exec %q (id %d): bad frame from guest: %w", x.o.Cmd, x.s.id, err)
+	return errorf("exec %q (id %d): bad frame from guest: %w", x.o.Cmd, x.s.id, err)
 }
 
 // pumpStdin forwards Stdin and then closes it at the guest. It may outlive
@@ -250,7 +293,7 @@ func (x *execution) pumpStdin() {
 			}
 			if err != nil {
 				if err != io.EOF {
-					x.fail(fmt.Errorf("client: exec %q: reading stdin: %w", x.o.Cmd, err))
+					x.fail(errorf("exec %q: reading stdin: %w", x.o.Cmd, err))
 				}
 				break
 			}

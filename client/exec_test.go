@@ -285,6 +285,44 @@ func TestExecConnectionLost(t *testing.T) {
 	if code != -1 || !errors.Is(err, ErrDisconnected) || !strings.Contains(err.Error(), `exec "x"`) {
 		t.Fatalf("Exec = %d, %v", code, err)
 	}
+	// The connection's error inside the exec's: the prefix once.
+	if want := `client: exec "x" (id 1): relay closed the connection`; err.Error() != want {
+		t.Fatalf("Exec error %q, want %q", err, want)
+	}
+	// A send on the closed Conn: the sentinel inside, the prefix once.
+	c.Close()
+	err = c.Signal(1, 15)
+	if !errors.Is(err, ErrClosed) || strings.Count(err.Error(), "client:") != 1 {
+		t.Fatalf("Signal after Close: %q", err)
+	}
+}
+
+// TestExecRefusesInvalidUTF8: strings that CBOR text cannot carry are
+// refused before anything is sent, naming which one.
+func TestExecRefusesInvalidUTF8(t *testing.T) {
+	r := newFakeRelay(t, handshake(0, readyVector))
+	c := connect(t, r)
+	p := r.accept(t)
+	for _, tc := range []struct {
+		o    ExecOptions
+		want string
+	}{
+		{ExecOptions{Cmd: "a\xff"}, `client: exec: the command is not valid UTF-8: "a\xff"`},
+		{ExecOptions{Cmd: "sh", Args: []string{"-c", "\xfe"}}, `client: exec: argument 2 is not valid UTF-8: "\xfe"`},
+		{ExecOptions{Cmd: "sh", Env: []string{"A=\xc3"}}, `client: exec: environment entry is not valid UTF-8: "A=\xc3"`},
+		{ExecOptions{Cmd: "sh", Cwd: "/\x80"}, `client: exec: the working directory is not valid UTF-8: "/\x80"`},
+		{ExecOptions{Cmd: "sh", User: "\xff"}, `client: exec: the user is not valid UTF-8: "\xff"`},
+	} {
+		code, err := c.Exec(testCtx(t), tc.o)
+		if code != -1 || err == nil || err.Error() != tc.want {
+			t.Errorf("Exec(%q) = %d, %v; want %s", tc.o.Cmd, code, err, tc.want)
+		}
+	}
+	// Nothing reached the relay: the next frame it reads is this one.
+	c.Signal(7, 15)
+	if m, ok := p.expect(frame.TypeExecSignal, nil); !ok || m.ID != 7 {
+		t.Fatalf("the relay got id %d first: an invalid request went out", m.ID)
+	}
 }
 
 func TestSignalResizeShutdown(t *testing.T) {

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"io"
 
 	"github.com/agentrelay/agentrelay/frame"
@@ -52,7 +51,7 @@ func (c *Conn) Subscribe(id uint32) *Stream {
 	case c.err != nil:
 		s.end = c.err
 	case c.subs[id] != nil:
-		s.end = fmt.Errorf("client: id %d already has a live stream", id)
+		s.end = errorf("id %d already has a live stream", id)
 	default:
 		c.subs[id] = s
 		c.live.Add(1)
@@ -68,7 +67,7 @@ func (c *Conn) Request(ctx context.Context, t frame.Type, payload any) (*Stream,
 		return nil, errRaw
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("client: %s: %w", t, err)
+		return nil, errorf("%s: %w", t, err)
 	}
 	s := c.Subscribe(c.NextID())
 	if err := c.Send(s.id, t, payload); err != nil {
@@ -91,7 +90,7 @@ func (s *Stream) Recv(ctx context.Context) (frame.Message, error) {
 	}
 	m, err := frame.Decode(raw)
 	if err != nil {
-		return frame.Message{}, fmt.Errorf("client: stream %d: %w", s.id, err)
+		return frame.Message{}, errorf("stream %d: %w", s.id, err)
 	}
 	return m, nil
 }
@@ -102,7 +101,7 @@ func (s *Stream) next(ctx context.Context) ([]byte, error) {
 		s.c.mu.Lock()
 		if s.closed {
 			s.c.mu.Unlock()
-			return nil, fmt.Errorf("client: stream %d: closed", s.id)
+			return nil, errorf("stream %d: closed", s.id)
 		}
 		if len(s.q) > 0 {
 			raw := s.q[0]
@@ -125,7 +124,7 @@ func (s *Stream) next(ctx context.Context) ([]byte, error) {
 		select {
 		case <-s.wake:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("client: stream %d: %w", s.id, ctx.Err())
+			return nil, errorf("stream %d: %w", s.id, ctx.Err())
 		}
 	}
 }
@@ -218,7 +217,7 @@ func (c *Conn) push(s *Stream, raw []byte, terminal bool) bool {
 // stop records why the reader ended and ends every live Stream with it.
 func (c *Conn) stop(err error) {
 	if err != ErrClosed {
-		err = fmt.Errorf("client: %w", err)
+		err = errorf("%w", err)
 	}
 	c.mu.Lock()
 	c.err = err

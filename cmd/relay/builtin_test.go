@@ -41,7 +41,7 @@ func TestServeRequiresGuest(t *testing.T) {
 	}
 	var usage bytes.Buffer
 	help := exec.Command(bin, "help")
-	help.Stderr = &usage
+	help.Stdout = &usage
 	help.Run()
 	if !strings.Contains(usage.String(), "builtin (runs commands as host processes: no isolation)") {
 		t.Fatalf("usage does not warn about builtin:\n%s", usage.String())

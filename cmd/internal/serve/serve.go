@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentrelay/agentrelay/client"
 	"github.com/agentrelay/agentrelay/execlog"
 	"github.com/agentrelay/agentrelay/guest"
 	"github.com/agentrelay/agentrelay/relay"
@@ -52,7 +53,7 @@ var Reactor = Impl{Name: "reactor", New: func(o relay.Options) (Server, error) {
 // its exit code.
 func Main(prog string, impl Impl, args []string) int {
 	fs := flag.NewFlagSet(prog+" serve", flag.ContinueOnError)
-	socket := fs.String("socket", "", "path of the clients' Unix socket (created 0600)")
+	socket := fs.String("socket", client.DefaultSocket(), "path of the clients' Unix socket (created 0600); default: $RELAY_SOCKET, else $XDG_RUNTIME_DIR/agentrelay/agent.sock, else /run/agentrelay/agent.sock")
 	guestSpec := fs.String("guest", "", "guest console: unix:PATH | vsock:PATH:PORT | echo | builtin")
 	execLog := fs.String("exec-log", "", "directory for exec.log (off if empty)")
 	readyTimeout := 60 * time.Second
