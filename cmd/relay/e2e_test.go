@@ -363,7 +363,11 @@ func TestVsockTransport(t *testing.T) {
 func TestReadyTimeout(t *testing.T) {
 	g, path := newFakeGuest(t, 0)
 	p := startRelay(t, "--guest", "unix:"+path, "--ready-timeout", "1500ms")
-	<-g.conn // connected, never says ready
+	// Connected, never says ready. The connection is held: a collected
+	// net.Conn closes its socket, and the relay would see the guest end
+	// instead of the timeout.
+	gc := <-g.conn
+	defer gc.Close()
 	start := time.Now()
 	if code := p.wait(t, 10*time.Second); code != 1 {
 		t.Fatalf("exit code %d, want 1", code)
