@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/reactor"
 )
 
@@ -129,7 +127,7 @@ func (r *Relay) acceptAll() {
 // departed client's; -1 if all are taken.
 func (r *Relay) freeSlot() int {
 	fallback := -1
-	for i := range r.cl.conns {
+	for i := range r.form.slots {
 		c := &r.cl.conns[i]
 		if c.live || c.queued > 0 {
 			continue
@@ -170,8 +168,9 @@ func (r *Relay) serveWaiters() {
 	}
 }
 
-// attach gives slot to a new connection and queues the 0.4.4 handshake: the
-// slot's id offset, then the cached core.ready frame byte for byte.
+// attach gives slot to a new connection and queues the handshake: the
+// form's prefix (0.4: the id offset; 0.5: the id range), then the cached
+// core.ready frame byte for byte.
 func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration) {
 	c := &r.cl.conns[slot]
 	tok, err := r.loop.Add(fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP, c)
@@ -186,17 +185,18 @@ func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration
 	c.out.reset()
 	c.full, c.hup = false, false
 	c.werr, c.dropped = nil, 0
-	offset := uint32(slot) * frame.Step
-	c.out.reserve(frame.LenSize + len(r.ready))
-	binary.BigEndian.PutUint32(c.out.space(), offset)
-	c.out.commit(frame.LenSize)
+	g := r.form.greetingLen()
+	c.out.reserve(g + len(r.ready))
+	r.form.putGreeting(c.out.space(), slot)
+	c.out.commit(g)
 	c.out.append(r.ready)
+	lo, hi := r.form.idRange(slot)
 	r.cl.live.add(slot)
 	r.cl.dirty.add(slot)
 	r.cl.readable.add(slot) // it may have sent frames before we accepted it
 	r.stats.clientsAccepted.Add(1)
 	r.stats.clientsActive.Add(1)
-	r.log.Info("client connected", "slot", slot, "id_offset", offset, "uid", uid, "pid", pid,
+	r.log.Info("client connected", "slot", slot, "ids", [2]uint32{lo, hi}, "uid", uid, "pid", pid,
 		"waited", waited.Round(time.Millisecond), "quarantined_sessions_in_slot", r.sess.quarantined[slot])
 }
 
@@ -229,6 +229,9 @@ func (r *Relay) disconnect(c *conn, reason string, err error) {
 		r.stats.guestStallNanos.Add(uint64(r.loop.Now().Sub(c.fullSince)))
 	}
 	killed := r.release(c)
+	if r.form.notify {
+		r.notifyDisconnected(c.slot)
+	}
 	lost := c.out.len() + c.dropped
 	// Its queued frames stay where they are until the guest has them; the
 	// slot is not reused before (freeSlot).

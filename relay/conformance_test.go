@@ -12,6 +12,7 @@ var Reactor = relaytest.Impl{
 	Name:     "reactor",
 	Improved: true,
 	Ports:    []relaytest.Port{relaytest.PortRing, relaytest.PortFD},
+	Forms:    []relay.Handshake{relay.Handshake04, relay.Handshake05},
 	New: func(o relay.Options) (relaytest.Server, error) {
 		return relay.New(o)
 	},

@@ -5,14 +5,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/reactor"
 )
 
 // clientTable is the client slots and what the loop pass needs to know of
 // them at a glance.
 type clientTable struct {
-	conns    [frame.MaxClients]conn
+	conns    [MaxSlots]conn
 	live     slotSet // a client is attached
 	readable slotSet // its socket may have bytes (or its end) to read
 	dirty    slotSet // its output buffer has bytes to write
@@ -119,24 +118,4 @@ func (r *Relay) writeFailed(c *conn, err error) {
 	c.out.reset()
 	c.hup = true // read on after short reads: no edge may come
 	r.cl.readable.add(c.slot)
-}
-
-// validID reports whether a client in slot may send a frame under id:
-// anything inside its own range (k·STEP, (k+1)·STEP) exclusive, and id 0 only
-// for core.shutdown.
-func validID(slot int, id uint32, flags uint8) bool {
-	if id == 0 {
-		return flags&frame.FlagShutdown != 0
-	}
-	lo := uint32(slot) * frame.Step
-	return id > lo && id < lo+frame.Step
-}
-
-// slotOf is the 0.4.4 routing rule for guest frames.
-func slotOf(id uint32) int {
-	s := id / frame.Step
-	if s >= frame.MaxClients {
-		s = frame.MaxClients - 1
-	}
-	return int(s)
 }

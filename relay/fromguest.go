@@ -91,7 +91,7 @@ func (r *Relay) route(f frame.Frame) bool {
 		}
 		return true
 	}
-	slot := slotOf(f.ID)
+	slot := r.form.slotOf(f.ID)
 	c := &r.cl.conns[slot]
 	if !c.live {
 		r.stats.noClientDrops.Add(1)
@@ -234,10 +234,10 @@ func (r *Relay) evictStalled(now time.Time) {
 // logDrop logs dropped guest frames at debug level each, and at info level
 // at most once a second, so a guest flooding empty slots cannot flood logs.
 func (r *Relay) logDrop(reason string, f frame.Frame) {
-	r.log.Debug("guest frame dropped", "reason", reason, "id", f.ID, "slot", slotOf(f.ID), "flags", f.Flags)
+	r.log.Debug("guest frame dropped", "reason", reason, "id", f.ID, "slot", r.form.slotOf(f.ID), "flags", f.Flags)
 	if now := r.loop.Now(); now.Sub(r.lastDropLog) >= time.Second {
 		r.lastDropLog = now
-		r.log.Info("guest frames dropped", "reason", reason, "id", f.ID, "slot", slotOf(f.ID),
+		r.log.Info("guest frames dropped", "reason", reason, "id", f.ID, "slot", r.form.slotOf(f.ID),
 			"no_client_total", r.stats.noClientDrops.Load(), "quarantine_total", r.stats.quarantineDrops.Load())
 	}
 }

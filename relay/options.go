@@ -32,6 +32,10 @@ type Options struct {
 	// goroutine, so logging never blocks the loop. Default: slog.Default().
 	Logger *slog.Logger
 
+	// Handshake is the form of the clients' handshake: HandshakeAuto (the
+	// default) follows the guest's core.ready.
+	Handshake Handshake
+
 	// ReadyTimeout bounds the wait for core.ready. Default 60 s.
 	ReadyTimeout time.Duration
 	// ClientBuffer bounds each client's output buffer. Default 8 MiB; at

@@ -1,6 +1,10 @@
 package relay
 
-import "github.com/agentrelay/agentrelay/reactor"
+import (
+	"time"
+
+	"github.com/agentrelay/agentrelay/reactor"
+)
 
 // guestPort is how the relay reaches the guest: a byte stream in each
 // direction, watched by the loop. Two implementations:
@@ -43,6 +47,10 @@ type guestPort interface {
 	armWrite() bool
 	// readerGone reports whether the guest stopped reading for good.
 	readerGone() bool
+
+	// sendBeforeRun writes p whole, blocking until deadline: for the
+	// relay's answers while it waits for core.ready, before the loop runs.
+	sendBeforeRun(p []byte, deadline time.Time) error
 
 	// waitFd is the fd to poll for guest bytes before the loop runs
 	// (WaitReady), after armRead.

@@ -3,6 +3,7 @@ package relay
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -148,6 +149,27 @@ func (p *fdPort) writev(bufs [][]byte) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+func (p *fdPort) sendBeforeRun(b []byte, deadline time.Time) error {
+	for len(b) > 0 {
+		n, err := unix.Write(p.fd, b)
+		switch {
+		case n > 0:
+			b = b[n:]
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				return fmt.Errorf("guest socket: write timed out")
+			}
+			fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLOUT}}
+			unix.Poll(fds, int(min(wait, 100*time.Millisecond)/time.Millisecond)+1)
+		default:
+			return fmt.Errorf("guest socket: %w", err)
+		}
+	}
+	return nil
 }
 
 func (p *fdPort) armWrite() bool   { return !p.r.guestWritable && !p.gone }

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -50,6 +51,10 @@ func (p *ringPort) writev(bufs [][]byte) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+func (p *ringPort) sendBeforeRun(b []byte, deadline time.Time) error {
+	return p.rx.WriteAll(b, deadline)
 }
 
 func (p *ringPort) armWrite() bool   { return p.rx.ArmSpace() }

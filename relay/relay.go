@@ -53,6 +53,7 @@ type Relay struct {
 	g                            *guestReader
 	direct                       bool   // frames may be written to clients from the port's buffer
 	ready                        []byte // the cached core.ready frame, as the guest sent it
+	form                         form   // the handshake, settled by core.ready
 	guestReadable, guestWritable bool
 	guestEnded                   bool
 	// guestWake asks the next pass to route guest frames even without an
@@ -87,6 +88,12 @@ type Relay struct {
 	shutdownCh chan struct{}
 	stopOnce   sync.Once
 	stats      counters
+}
+
+// ctlBound bounds the relay's own frames waiting for the guest: a SIGKILL
+// for every session of every slot and a disconnect notice per slot.
+func ctlBound(slots, maxSessions, killLen int) int {
+	return slots*(maxSessions*killLen+64) + 4096
 }
 
 // New binds the client socket and prepares a relay; clients that connect
@@ -133,7 +140,7 @@ func New(opt Options) (*Relay, error) {
 		q:          newGuestQueue(),
 		waiting:    newAcceptQueue(opt.AcceptQueue),
 		killFrame:  kill,
-		ctl:        newBuffer(4096, frame.MaxClients*opt.MaxSessions*len(kill)+4096),
+		ctl:        newBuffer(4096, ctlBound(MaxSlots, opt.MaxSessions, len(kill))),
 		sess:       newSessionTable(opt.MaxSessions),
 		shutdownCh: make(chan struct{}, 1),
 	}
@@ -198,13 +205,37 @@ func (r *Relay) WaitReady(ctx context.Context) error {
 			}
 			p, err := frame.Peek(f.Body)
 			if err == nil && p.Type == frame.TypeReady {
+				m, err := frame.Decode(f.Raw)
+				if err != nil {
+					return fmt.Errorf("relay: core.ready from the guest cannot be decoded: %w", err)
+				}
 				r.ready = append([]byte(nil), f.Raw...)
 				r.g.done()
-				r.log.Info("guest ready", "after", time.Since(start).Round(time.Millisecond), "discarded_frames", discarded)
+				r.form = chooseForm(r.opt.Handshake, m.Version)
+				r.ctl.max = ctlBound(r.form.slots, r.opt.MaxSessions, len(r.killFrame))
+				r.stats.slots.Store(uint64(r.form.slots))
+				r.stats.handshake.Store(uint64(r.form.hs))
+				r.log.Info("guest ready", "after", time.Since(start).Round(time.Millisecond), "discarded_frames", discarded,
+					"v", m.Version, "handshake", r.form.hs.String(), "slots", r.form.slots, "disconnect_notices", r.form.notify)
 				if r.opt.ExecLog != nil {
 					r.opt.ExecLog.System("--- sandbox started ---")
 				}
 				return nil
+			}
+			if m, err := frame.Decode(f.Raw); err == nil && m.TypeName == typeInitResolved {
+				// A 0.6+ guest waits for the ack before it sends ready.
+				// What the payload says (a uid map for shared volumes) is
+				// the VMM's business.
+				r.g.done()
+				ack, err := initAckFrame(m.Version)
+				if err == nil {
+					err = r.port.sendBeforeRun(ack, deadline)
+				}
+				if err != nil {
+					return fmt.Errorf("relay: answering core.init.resolved: %w", err)
+				}
+				r.log.Info("guest resolved its init context; acknowledged", "v", m.Version)
+				continue
 			}
 			discarded++
 			r.log.Debug("discarding frame before core.ready", "id", f.ID, "type", p.Type.String())

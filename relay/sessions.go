@@ -100,6 +100,21 @@ func (r *Relay) queueKill(id uint32) {
 	r.stats.bytesToGuest.Add(uint64(len(r.killFrame)))
 }
 
+// notifyDisconnected queues core.relay.client.disconnected for slot's
+// departed client, after its SIGKILLs.
+func (r *Relay) notifyDisconnected(slot int) {
+	var tmp [96]byte
+	f, err := r.form.disconnectedFrame(tmp[:0], slot)
+	if err != nil || !r.ctl.reserve(len(f)) {
+		r.log.Error("disconnect notice not sent", "slot", slot, "err", err)
+		return
+	}
+	r.ctl.append(f)
+	r.q.add(ctlSource)
+	r.stats.framesToGuest.Add(1)
+	r.stats.bytesToGuest.Add(uint64(len(f)))
+}
+
 func (r *Relay) expireQuarantine(now time.Time) {
 	next := r.sess.expire(now, func(id uint32, s session) {
 		r.stats.quarantineExpired.Add(1)

@@ -1,10 +1,6 @@
 package relay
 
-import (
-	"time"
-
-	"github.com/agentrelay/agentrelay/frame"
-)
+import "time"
 
 // session is what the relay knows of one open session: whose it is, whether
 // its owner has left (quarantined), and what the exec.log tap needs.
@@ -35,9 +31,9 @@ type qentry struct {
 // ever letting a departed client's late output reach the slot's next client.
 type sessionTable struct {
 	m           map[uint32]session
-	open        [frame.MaxClients]int // per slot: sessions its client has open
-	quarantined [frame.MaxClients]int // per slot: sessions of its departed clients
-	fifo        []qentry              // quarantine expiries, oldest first (with stale entries)
+	open        [MaxSlots]int // per slot: sessions its client has open
+	quarantined [MaxSlots]int // per slot: sessions of its departed clients
+	fifo        []qentry      // quarantine expiries, oldest first (with stale entries)
 	seq         uint64
 	nextLogID   uint64
 	max         int

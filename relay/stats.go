@@ -19,6 +19,7 @@ type counters struct {
 	corruptIncidents, corruptBytes atomic.Uint64
 	ringFullNanos, guestStallNanos atomic.Uint64
 	shutdowns, logDrops            atomic.Uint64
+	slots, handshake               atomic.Uint64
 }
 
 // Stats is a snapshot of a relay's counters.
@@ -53,6 +54,9 @@ type Stats struct {
 	GuestStallNanos  uint64 // time the guest stream waited on a full client
 	Shutdowns        uint64 // core.shutdown frames forwarded
 	LogDrops         uint64 // log records dropped because the log queue was full
+
+	Slots     uint64 // client slots of the handshake form (16 or 128; 0 before core.ready)
+	Handshake uint64 // the form: 1 for 0.4, 2 for 0.5 (Handshake's value; 0 before core.ready)
 }
 
 // Stats returns a snapshot of the counters. Safe from any goroutine.
@@ -72,5 +76,6 @@ func (r *Relay) Stats() Stats {
 		QuarantineOverflows: c.quarantineOverflows.Load(), CorruptIncidents: c.corruptIncidents.Load(),
 		CorruptBytes: c.corruptBytes.Load(), RingFullNanos: c.ringFullNanos.Load(),
 		GuestStallNanos: c.guestStallNanos.Load(), Shutdowns: c.shutdowns.Load(), LogDrops: c.logDrops.Load(),
+		Slots: c.slots.Load(), Handshake: c.handshake.Load(),
 	}
 }

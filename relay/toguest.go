@@ -36,7 +36,7 @@ type guestQueue struct {
 }
 
 func newGuestQueue() guestQueue {
-	return guestQueue{order: make([]int, 0, frame.MaxClients+1), iov: make([][]byte, 0, frame.MaxClients+1)}
+	return guestQueue{order: make([]int, 0, MaxSlots+1), iov: make([][]byte, 0, MaxSlots+1)}
 }
 
 func (q *guestQueue) empty() bool { return len(q.order) == 0 }
@@ -154,9 +154,9 @@ func (r *Relay) pumpToGuest() {
 	budget := toGuestBudget
 	turns := r.cl.readable
 	for !turns.empty() && budget > 0 {
-		slot := turns.next(r.cl.rr)
+		slot := turns.next(r.cl.rr, r.form.slots)
 		turns.remove(slot)
-		r.cl.rr = (slot + 1) & (frame.MaxClients - 1)
+		r.cl.rr = (slot + 1) % r.form.slots
 		c := &r.cl.conns[slot]
 		if !c.live {
 			r.cl.readable.remove(slot)
@@ -245,9 +245,9 @@ func (r *Relay) queueFrames(c *conn) {
 			r.protocolError(c, err)
 			return
 		}
-		if !validID(c.slot, f.ID, f.Flags) {
-			lo := uint32(c.slot) * frame.Step
-			r.protocolError(c, fmt.Errorf("frame id %d (flags %#x) outside the client's range [%d, %d)", f.ID, f.Flags, lo+1, lo+frame.Step))
+		if !r.form.valid(c.slot, f.ID, f.Flags) {
+			lo, hi := r.form.idRange(c.slot)
+			r.protocolError(c, fmt.Errorf("frame id %d (flags %#x) outside the client's range [%d, %d)", f.ID, f.Flags, lo, hi))
 			return
 		}
 		if f.Flags&frame.FlagSessionStart == 0 && r.sess.quarantined[c.slot] > 0 && r.sess.isQuarantined(f.ID) {

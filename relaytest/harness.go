@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -41,6 +43,20 @@ type Impl struct {
 	Ports []Port
 	// Port is the port Start gives the relay; Run sets it.
 	Port Port
+	// Forms lists the handshake forms the implementation speaks; Run runs
+	// the suite once per form (and port). Empty means Handshake04 only.
+	Forms []relay.Handshake
+	// Form is the form Start asks for (Options.Handshake); Run sets it.
+	Form relay.Handshake
+}
+
+// form is the form a relay of impl speaks with the suite's guest (which
+// sends core.ready with v = 1).
+func (impl Impl) form() relay.Handshake {
+	if impl.Form == relay.Handshake05 {
+		return relay.Handshake05
+	}
+	return relay.Handshake04
 }
 
 // Port is how a test guest reaches the relay.
@@ -63,6 +79,7 @@ type Guest struct {
 	Conn    *net.UnixConn // PortFD: the guest's end of the socket
 	file    *os.File      // PortFD: the relay's end, for Options.Guest
 	frames  chan []byte
+	notices chan []byte // core.relay.client.disconnected, kept apart from frames
 	paused  atomic.Bool // the reader stops reading host→guest bytes
 	done    chan struct{}
 }
@@ -72,7 +89,7 @@ type Guest struct {
 // sizes (PortFD); 0 means the default.
 func NewGuest(t testing.TB, port Port, capacity int) *Guest {
 	t.Helper()
-	g := &Guest{Port: port, frames: make(chan []byte, 1<<16), done: make(chan struct{})}
+	g := &Guest{Port: port, frames: make(chan []byte, 1<<16), notices: make(chan []byte, 1<<10), done: make(chan struct{})}
 	switch port {
 	case PortRing, "":
 		g.Port = PortRing
@@ -178,6 +195,10 @@ func (g *Guest) read() {
 			if err != nil {
 				break
 			}
+			if m, err := frame.Decode(f.Raw); err == nil && m.TypeName == "core.relay.client.disconnected" {
+				g.notices <- bytes.Clone(f.Raw)
+				continue
+			}
 			g.frames <- bytes.Clone(f.Raw)
 		}
 	}
@@ -216,6 +237,29 @@ func (g *Guest) Next(t testing.TB, timeout time.Duration) []byte {
 	case <-time.After(timeout):
 		t.Fatalf("guest: no frame within %v", timeout)
 		return nil
+	}
+}
+
+// Notice returns the next core.relay.client.disconnected the relay sent
+// (0.5 form), failing the test after timeout. Next never returns these.
+func (g *Guest) Notice(t testing.TB, timeout time.Duration) []byte {
+	t.Helper()
+	select {
+	case f := <-g.notices:
+		return f
+	case <-time.After(timeout):
+		t.Fatalf("guest: no core.relay.client.disconnected within %v", timeout)
+		return nil
+	}
+}
+
+// NoNotice checks that no core.relay.client.disconnected arrives for d.
+func (g *Guest) NoNotice(t testing.TB, d time.Duration) {
+	t.Helper()
+	select {
+	case <-g.notices:
+		t.Fatal("guest: unexpected core.relay.client.disconnected")
+	case <-time.After(d):
 	}
 }
 
@@ -270,7 +314,7 @@ func Start(t testing.TB, impl Impl, cfg Config) *Env {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	e := &Env{T: t, Impl: impl, Guest: g, Socket: filepath.Join(dir, "agent.sock"), runErr: make(chan error, 1)}
-	o := relay.Options{Socket: e.Socket, ReadyTimeout: 5 * time.Second}
+	o := relay.Options{Socket: e.Socket, ReadyTimeout: 5 * time.Second, Handshake: impl.Form}
 	g.SetOptions(&o)
 	if cfg.Options != nil {
 		cfg.Options(&o)
@@ -320,16 +364,37 @@ func (e *Env) Wait(t testing.TB, timeout time.Duration) error {
 	}
 }
 
-// Client is a raw client: a real Unix socket, the 0.4.4 handshake, frames.
+// Step is the id range of one slot in the form the relay speaks.
+func (e *Env) Step() uint32 {
+	if e.Impl.form() == relay.Handshake05 {
+		return math.MaxUint32 / relay.MaxSlots
+	}
+	return frame.Step
+}
+
+// Slots is how many clients the relay serves at once in its form.
+func (e *Env) Slots() int {
+	if e.Impl.form() == relay.Handshake05 {
+		return relay.MaxSlots
+	}
+	return frame.MaxClients
+}
+
+// Client is a raw client: a real Unix socket, the relay's handshake (either
+// form), frames.
 type Client struct {
-	Conn   *net.UnixConn
+	Conn *net.UnixConn
+	// Offset is the slot's boundary: the client's ids are Offset+1 up to
+	// (not including) Offset+Step. The 0.4 form sends it; the 0.5 form
+	// sends Offset+1 and Offset+Step.
 	Offset uint32
+	Step   uint32
 	Ready  []byte
 	sc     *frame.Scanner
 }
 
 // Slot is the client's slot, from its id offset.
-func (c *Client) Slot() int { return int(c.Offset / frame.Step) }
+func (c *Client) Slot() int { return int(c.Offset / c.Step) }
 
 // ID returns the n-th id of the client's range (n ≥ 1).
 func (c *Client) ID(n uint32) uint32 { return c.Offset + n }
@@ -351,14 +416,26 @@ func (e *Env) DialErr(timeout time.Duration) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{Conn: conn, sc: frame.NewScanner(2 * frame.MaxFrame)}
+	c := &Client{Conn: conn, Step: e.Step(), sc: frame.NewScanner(2 * frame.MaxFrame)}
 	conn.SetReadDeadline(time.Now().Add(timeout))
-	var off [4]byte
-	if _, err := io.ReadFull(conn, off[:]); err != nil {
+	var hs [8]byte
+	n := 4
+	if e.Impl.form() == relay.Handshake05 {
+		n = 8
+	}
+	if _, err := io.ReadFull(conn, hs[:n]); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	c.Offset = binary.BigEndian.Uint32(off[:])
+	c.Offset = binary.BigEndian.Uint32(hs[:])
+	if n == 8 {
+		start, end := c.Offset, binary.BigEndian.Uint32(hs[4:])
+		if start == 0 || start%c.Step != 1 || end != start-1+c.Step {
+			conn.Close()
+			return nil, fmt.Errorf("0.5 handshake: range [%d, %d) is not a slot's", start, end)
+		}
+		c.Offset = start - 1
+	}
 	f, err := c.recv()
 	if err != nil {
 		conn.Close()

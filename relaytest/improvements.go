@@ -188,10 +188,10 @@ func testQuarantine(t *testing.T, impl Impl) {
 
 	// Slot 0 holds a quarantined session: it is handed out last.
 	var others []*Client
-	for want := uint32(1); want < frame.MaxClients; want++ {
+	for want := uint32(1); want < uint32(e.Slots()); want++ {
 		c := e.Dial(t)
-		if c.Offset != want*frame.Step {
-			t.Fatalf("client got offset %d, want %d (slot 0 is quarantined)", c.Offset, want*frame.Step)
+		if c.Offset != want*e.Step() {
+			t.Fatalf("client got offset %d, want %d (slot 0 is quarantined)", c.Offset, want*e.Step())
 		}
 		others = append(others, c)
 	}
@@ -229,7 +229,7 @@ func testAcceptQueue(t *testing.T, impl Impl) {
 		o.AcceptQueue = 1
 	}})
 	var cs []*Client
-	for range frame.MaxClients {
+	for range e.Slots() {
 		cs = append(cs, e.Dial(t))
 	}
 	type result struct {
@@ -241,7 +241,7 @@ func testAcceptQueue(t *testing.T, impl Impl) {
 		c, err := e.DialErr(wait)
 		res <- result{c, err}
 	}()
-	Eventually(t, wait, "17th client to be queued", func() bool { return stats(t, e).AcceptQueued == 1 })
+	Eventually(t, wait, "the client past the slots to be queued", func() bool { return stats(t, e).AcceptQueued == 1 })
 	// The queue holds one: an 18th is closed at once.
 	c18, err := e.DialErr(wait)
 	if err == nil {
@@ -259,7 +259,7 @@ func testAcceptQueue(t *testing.T, impl Impl) {
 		t.Fatalf("17th client: %v", r.err)
 	}
 	defer r.c.Conn.Close()
-	if r.c.Offset != 5*frame.Step {
+	if r.c.Offset != 5*e.Step() {
 		t.Fatalf("17th client got offset %d, want slot 5's", r.c.Offset)
 	}
 	sameBytes(t, "ready", r.c.Ready, e.Ready)

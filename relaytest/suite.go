@@ -27,9 +27,15 @@ func Run(t *testing.T, impl Impl) {
 	if len(ports) == 0 {
 		ports = []Port{PortRing}
 	}
+	forms := impl.Forms
+	if len(forms) == 0 {
+		forms = []relay.Handshake{relay.Handshake04}
+	}
 	for _, p := range ports {
-		impl.Port = p
-		t.Run("port="+string(p), func(t *testing.T) { runPort(t, impl) })
+		for _, f := range forms {
+			impl.Port, impl.Form = p, f
+			t.Run("port="+string(p)+"/handshake="+f.String(), func(t *testing.T) { runPort(t, impl) })
+		}
 	}
 }
 
@@ -126,8 +132,8 @@ func testHandshake(t *testing.T, impl Impl) {
 	}
 	sameBytes(t, "cached ready frame", c0.Ready, e.Ready)
 	c1 := e.Dial(t)
-	if c1.Offset != frame.Step {
-		t.Fatalf("second client offset %d, want %d", c1.Offset, frame.Step)
+	if c1.Offset != e.Step() {
+		t.Fatalf("second client offset %d, want %d", c1.Offset, e.Step())
 	}
 	sameBytes(t, "cached ready frame", c1.Ready, e.Ready)
 	c0.Conn.Close()
@@ -175,7 +181,7 @@ func testRoutes(t *testing.T, impl Impl) {
 	c1.Send(t, in)
 	sameBytes(t, "client→guest", e.Guest.Next(t, wait), in)
 
-	e.Guest.Send(t, stdout(t, 7*frame.Step+3, "nobody's")) // slot 7 is empty: dropped
+	e.Guest.Send(t, stdout(t, 7*e.Step()+3, "nobody's")) // slot 7 is empty: dropped
 	o0, o1 := stdout(t, c0.ID(1), "to zero"), stdout(t, c1.ID(9), "to one")
 	e.Guest.Send(t, o1)
 	e.Guest.Send(t, o0)
@@ -214,6 +220,22 @@ func testSigkill(t *testing.T, impl Impl) {
 		}
 		delete(want, m.ID)
 		sameBytes(t, "SIGKILL frame", f, msg(t, m.ID, frame.TypeExecSignal, frame.ExecSignal{Signal: 9}))
+	}
+	if e.Impl.form() == relay.Handshake05 {
+		// Then upstream's notice, id 0, no flags, with the slot's range.
+		f := e.Guest.Notice(t, wait)
+		m := Decode(t, f)
+		var p struct {
+			Start uint32 `cbor:"id_start"`
+			End   uint32 `cbor:"id_end_exclusive"`
+		}
+		if m.TypeName != "core.relay.client.disconnected" || m.ID != 0 || m.Flags != 0 || m.Into(&p) != nil ||
+			p.Start != c.Offset+1 || p.End != c.Offset+c.Step {
+			t.Fatalf("after the SIGKILLs: id %d flags %#x %s %+v, want core.relay.client.disconnected {%d, %d}",
+				m.ID, m.Flags, m.TypeName, p, c.Offset+1, c.Offset+c.Step)
+		}
+	} else {
+		e.Guest.NoNotice(t, 100*time.Millisecond)
 	}
 	e.Guest.Quiet(t, 100*time.Millisecond)
 }
@@ -256,7 +278,7 @@ func testSixteen(t *testing.T, impl Impl) {
 	stop := make(chan struct{})
 	defer func() { close(stop) }()
 	echo(t, e.Guest, stop)
-	clients := make([]*Client, frame.MaxClients)
+	clients := make([]*Client, e.Slots())
 	seen := map[uint32]bool{}
 	for i := range clients {
 		clients[i] = e.Dial(t)
