@@ -79,7 +79,8 @@ soak:
 bench: build
 	BENCHTIME=$(BENCHTIME) bash scripts/bench.sh $(OUT) $(BENCHCOUNT)
 
-# CPU and allocation profiles of the reactor under the stream and fan-in workloads.
+# CPU and allocation profiles of the reactor under the stream and fan-in
+# workloads; PROFGUEST=unix for the socket-guest path.
 profile: build
 	bash scripts/profile.sh $(OUT)
 

@@ -133,18 +133,21 @@ func (r *registry) get(tb testing.TB, impl, guest string, execLog bool, bin stri
 }
 
 // AttachEnv names the variable with which scripts/profile.sh hands the
-// benchmarks a relay it started itself: "IMPL=SOCKET,DEBUGADDR,PID".
+// benchmarks a relay it started itself: "IMPL=SOCKET,DEBUGADDR,PID" for a
+// relay on its in-process echo guest, "IMPL@unix=SOCKET,DEBUGADDR,PID" for
+// one on an external echo guest (which the script started too).
 const AttachEnv = "AGENTRELAY_BENCH_ATTACH"
 
 var external struct {
-	once sync.Once
-	impl string
-	t    *Target
-	err  error
+	once  sync.Once
+	impl  string
+	guest string
+	t     *Target
+	err   error
 }
 
-// attached returns the externally started target for impl, if AttachEnv
-// names one: a relay on its in-process echo guest.
+// attached returns the externally started target for impl on guest, if
+// AttachEnv names one.
 func attached(tb testing.TB, impl, guest string, execLog bool) (*Target, bool) {
 	tb.Helper()
 	spec := os.Getenv(AttachEnv)
@@ -156,20 +159,24 @@ func attached(tb testing.TB, impl, guest string, execLog bool) (*Target, bool) {
 		parts := strings.Split(spec[eq+1:], ",")
 		var pid int
 		if eq <= 0 || len(parts) != 3 {
-			external.err = fmt.Errorf("%s=%q: want IMPL=SOCKET,DEBUGADDR,PID", AttachEnv, spec)
+			external.err = fmt.Errorf("%s=%q: want IMPL[@unix]=SOCKET,DEBUGADDR,PID", AttachEnv, spec)
 			return
 		}
 		if pid, external.err = strconv.Atoi(parts[2]); external.err != nil {
 			return
 		}
-		external.impl = spec[:eq]
+		external.impl, external.guest, _ = strings.Cut(spec[:eq], "@")
+		if external.guest != InProcess && external.guest != UnixGuest {
+			external.err = fmt.Errorf("%s=%q: unknown guest %q", AttachEnv, spec, external.guest)
+			return
+		}
 		external.t, external.err = AttachTo(external.impl, parts[0], parts[1], pid)
 	})
-	if impl != external.impl || guest != InProcess || execLog {
-		return nil, false
-	}
 	if external.err != nil {
 		tb.Fatal(external.err)
+	}
+	if impl != external.impl || guest != external.guest || execLog {
+		return nil, false
 	}
 	return external.t, true
 }

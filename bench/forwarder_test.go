@@ -257,3 +257,24 @@ func TestEchoGuest(t *testing.T) {
 	defer unix.Close(three)
 	check(three, []byte("after a reconnect"))
 }
+
+// A target asked for on a path it does not have fails at once, starting
+// nothing.
+func TestStartRejectsPathMismatch(t *testing.T) {
+	dir := t.TempDir()
+	for _, cfg := range []Config{
+		{Impl: Forwarder, Guest: InProcess},
+		{Impl: FrameForwarder, Guest: InProcess},
+		{Impl: Floor, Guest: UnixGuest},
+		{Impl: Reactor, Guest: "vsock"},
+	} {
+		cfg.Dir, cfg.Self, cfg.Forwarder = dir, "/nonexistent", "/nonexistent"
+		if tg, err := Start(cfg); err == nil {
+			tg.Stop()
+			t.Errorf("%s on guest %q started", cfg.Impl, cfg.Guest)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left %d files behind", len(entries))
+	}
+}

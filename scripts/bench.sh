@@ -69,6 +69,8 @@ if [ -f "$out/targets.md" ]; then
 	echo
 	echo "issue 8 targets, external echo guest on unix: (medians; $out/targets.md):"
 	cat "$out/targets.md"
+	# A shared machine's load moves these figures more than anything else.
+	grep '^# load' "$raw"
 fi
 if [ "$failed" -gt 0 ]; then
 	echo "bench: $failed of $count rounds had a failed benchmark:" >&2

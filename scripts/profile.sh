@@ -12,10 +12,21 @@
 # the profile, not one per 512 KiB: the reactor allocates too rarely for
 # sampling to catch. The allocs/frame of NAME.bench.txt include what the
 # profile endpoint itself allocates: take that figure from make bench.
+#
+# PROFGUEST=unix profiles the socket-guest path instead: the relay runs
+# with --guest unix: to an external echo guest process (the benchmark
+# binary as ServeEchoGuest), the workloads are those under guest=unix/, and
+# the files are named NAME-unix.*.
 set -euo pipefail
 
 out=${1:-out}/profile
 proftime=${PROFTIME:-10}
+guest=${PROFGUEST:-echo}
+case $guest in
+echo) suffix= prefix= attach=reactor ;;
+unix) suffix=-unix prefix='^guest=unix$/' attach=reactor@unix ;;
+*) echo "PROFGUEST=$guest: want echo or unix" >&2; exit 2 ;;
+esac
 go=${GO:-go}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -28,8 +39,10 @@ $go test -c -o "$out/bench.test" ./bench
 
 tmp=$(mktemp -d /tmp/relayprof.XXXXXX)
 relay_pid=
+guest_pid=
 cleanup() {
 	if [ -n "$relay_pid" ]; then kill "$relay_pid" 2>/dev/null || true; fi
+	if [ -n "$guest_pid" ]; then kill "$guest_pid" 2>/dev/null || true; fi
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -43,12 +56,18 @@ fetch_allocs() {
 	fetch "http://$1/debug/pprof/allocs?gc=1" "$2"
 }
 
-# name, then the -bench pattern of one workload against the reactor
+# name, then the -bench pattern of one workload against the reactor, after
+# ^BenchmarkRelay$/ and the path's prefix
 profile() {
-	local name=$1 pattern=$2
+	local name=$1$suffix pattern="^BenchmarkRelay\$/$prefix$2"
 	echo "== $name" >&2
-	local sock="$tmp/$name.sock" log="$out/$name.relay.log"
-	GODEBUG=memprofilerate=1 "$root/bin/relay" serve --socket "$sock" --guest echo \
+	local sock="$tmp/$name.sock" log="$out/$name.relay.log" spec=echo
+	if [ "$guest" = unix ]; then
+		spec="unix:$tmp/$name-guest.sock"
+		AGENTRELAY_BENCH_GUEST="$tmp/$name-guest.sock" "$out/bench.test" 2> "$out/$name.guest.log" &
+		guest_pid=$!
+	fi
+	GODEBUG=memprofilerate=1 "$root/bin/relay" serve --socket "$sock" --guest "$spec" \
 		--debug-addr 127.0.0.1:0 2> "$log" &
 	relay_pid=$!
 	local addr=
@@ -62,7 +81,7 @@ profile() {
 		cat "$log" >&2
 		exit 1
 	fi
-	(cd bench && AGENTRELAY_BENCH_ATTACH="reactor=$sock,$addr,$relay_pid" "$out/bench.test" \
+	(cd bench && AGENTRELAY_BENCH_ATTACH="$attach=$sock,$addr,$relay_pid" "$out/bench.test" \
 		-test.run '^$' -test.bench "$pattern" -test.benchtime "$((proftime + 10))s" \
 		-test.count 1 -test.timeout 10m) > "$out/$name.bench.txt" &
 	local bench_pid=$!
@@ -75,6 +94,11 @@ profile() {
 	kill "$relay_pid"
 	wait "$relay_pid" 2>/dev/null || true
 	relay_pid=
+	if [ -n "$guest_pid" ]; then
+		kill "$guest_pid"
+		wait "$guest_pid" 2>/dev/null || true
+		guest_pid=
+	fi
 	$go tool pprof -top -nodecount=40 "$root/bin/relay" "$out/$name.cpu.pprof" > "$out/$name.cpu.txt" 2>/dev/null
 	# What the profile endpoints allocate themselves is left out.
 	$go tool pprof -top -nodecount=40 -sample_index=alloc_objects -ignore 'runtime/pprof|net/http' \
@@ -86,6 +110,6 @@ profile() {
 	head -n 15 "$out/$name.allocs.txt" >&2
 }
 
-profile stream64 '^BenchmarkRelay$/^stream$/^size=64$/^impl=reactor$'
-profile stream64K '^BenchmarkRelay$/^stream$/^size=64K$/^impl=reactor$'
-profile fanin16 '^BenchmarkRelay$/^fanin$/^clients=16$/^size=128$/^impl=reactor$'
+profile stream64 '^stream$/^size=64$/^impl=reactor$'
+profile stream64K '^stream$/^size=64K$/^impl=reactor$'
+profile fanin16 '^fanin$/^clients=16$/^size=128$/^impl=reactor$'

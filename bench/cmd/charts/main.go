@@ -45,7 +45,7 @@ func run(in, out string) error {
 			}
 		}
 	}
-	if tab := Targets(med); tab != "" {
+	if tab := Targets(rs); tab != "" {
 		path := filepath.Join(out, "targets.md")
 		if err := os.WriteFile(path, []byte(tab), 0o644); err != nil {
 			return err

@@ -49,14 +49,16 @@ var goals = []goal{
 }
 
 // Targets renders the acceptance table of the socket-guest path (medians
-// of the run, each relay as a ratio of its floor) and, below it, the
-// reactor's figures on the in-process path, which must not regress from
-// one run to the next. It returns "" if the run has no socket-guest
-// workloads.
-func Targets(t Table) string {
+// of the run, each relay as a ratio of its floor, and the reactor's ratio
+// round by round: on a shared machine a disturbed round shows there) and,
+// below it, the reactor's figures on the in-process path, which must not
+// regress from one run to the next. It returns "" if the run has no
+// socket-guest workloads.
+func Targets(rs []Result) string {
+	t := Medians(rs)
 	var b strings.Builder
-	b.WriteString("| figure (guest=unix) | floor | reactor | ÷ floor | goroutine | ÷ floor | target | reactor meets it |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| figure (guest=unix) | floor | reactor | ÷ floor | goroutine | ÷ floor | target | reactor meets it | reactor ÷ floor by round |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	rows := 0
 	for _, g := range goals {
 		w := unixPrefix + g.workload
@@ -81,7 +83,7 @@ func Targets(t Table) string {
 				}
 			}
 		}
-		fmt.Fprintf(&b, " %s | %s |\n", g.target, meets)
+		fmt.Fprintf(&b, " %s | %s | %s |\n", g.target, meets, byRound(rs, w, g.floor, g.unit))
 	}
 	if rows == 0 {
 		return ""
@@ -93,6 +95,29 @@ func Targets(t Table) string {
 		}
 	}
 	return b.String()
+}
+
+// byRound pairs the n-th reactor result of workload w with the n-th of
+// floor (both ran in round n) and lists their ratios.
+func byRound(rs []Result, w, floor, unit string) string {
+	var relay, fl []float64
+	for _, r := range rs {
+		v, ok := r.Metrics[unit]
+		if r.Workload != w || !ok {
+			continue
+		}
+		switch r.Impl {
+		case "reactor":
+			relay = append(relay, v)
+		case floor:
+			fl = append(fl, v)
+		}
+	}
+	var out []string
+	for i := range min(len(relay), len(fl)) {
+		out = append(out, ratio(relay[i], fl[i]))
+	}
+	return strings.Join(out, " ")
 }
 
 func ratio(r, f float64) string {
