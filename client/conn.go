@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -51,6 +52,8 @@ type Conn struct {
 	nc    *net.UnixConn
 	r     *bufio.Reader
 	start uint32
+	step  uint32 // the slot's id range: 0.4's or 0.5's step
+	form  string // "0.4" or "0.5"
 
 	ready    frame.Ready
 	readyRaw []byte
@@ -118,7 +121,18 @@ func dial(ctx context.Context, socketPath string) (*Conn, error) {
 	return c, nil
 }
 
-// handshake reads [offset: u32 BE][core.ready frame] (PROTOCOL.md, 0.4.4).
+// Step05 and Slots05 are the 0.5 form's id range per slot and slot count
+// (AGENT_RELAY_ID_RANGE_STEP and AGENT_RELAY_MAX_CLIENTS upstream).
+const (
+	Slots05        = 128
+	Step05  uint32 = math.MaxUint32 / Slots05
+)
+
+// handshake reads either form (../shared/PROTOCOL-GENERATIONS.md), as
+// upstream's Rust client does: 0.5's [id_start u32 BE][id_end_exclusive u32
+// BE], recognised by its shape, or 0.4's [offset u32 BE]; then the core.ready
+// frame. No 0.4 greeting has 0.5's shape: a 0.4 offset k·⌊(2³²−1)/16⌋ is never
+// 1 past a multiple of the 0.5 step for k < 16.
 func (c *Conn) handshake(ctx context.Context) (err error) {
 	dl, hasDeadline := ctx.Deadline()
 	if hasDeadline {
@@ -143,19 +157,30 @@ func (c *Conn) handshake(ctx context.Context) (err error) {
 		c.nc.SetDeadline(time.Time{})
 	}()
 
-	var off [4]byte
-	if n, err := io.ReadFull(c.r, off[:]); err != nil {
+	p, err := c.r.Peek(8)
+	if len(p) < 4 {
 		// A relay that does not admit a connection closes it without a
 		// byte; one that exits before ready leaves it in the listen
 		// backlog, which the kernel then resets.
-		if n == 0 && (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) {
+		if len(p) == 0 && (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) {
 			return ErrClosedBeforeHandshake
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
 		}
 		return errorf("handshake: reading id offset: %w", err)
 	}
-	start := binary.BigEndian.Uint32(off[:])
-	if start%frame.Step != 0 || start/frame.Step >= frame.MaxClients {
-		return errorf("handshake: id offset %d is not a slot boundary (k*%d, k < %d)", start, frame.Step, frame.MaxClients)
+	a := binary.BigEndian.Uint32(p)
+	var start, step uint32
+	if len(p) == 8 && a%Step05 == 1 && a/Step05 < Slots05 && binary.BigEndian.Uint32(p[4:]) == a-1+Step05 {
+		start, step, c.form = a-1, Step05, "0.5"
+		c.r.Discard(8)
+	} else {
+		if a%frame.Step != 0 || a/frame.Step >= frame.MaxClients {
+			return errorf("handshake: id offset %d is not a slot boundary (k*%d, k < %d)", a, frame.Step, frame.MaxClients)
+		}
+		start, step, c.form = a, frame.Step, "0.4"
+		c.r.Discard(4)
 	}
 	raw, err := c.readFrame(nil)
 	if err != nil {
@@ -171,16 +196,20 @@ func (c *Conn) handshake(ctx context.Context) (err error) {
 	if err := m.Into(&c.ready); err != nil {
 		return errorf("handshake: core.ready payload: %w", err)
 	}
-	c.start, c.readyRaw = start, raw
+	c.start, c.step, c.readyRaw = start, step, raw
 	return nil
 }
 
-// Slot is the relay slot this connection occupies, 0..frame.MaxClients-1.
-func (c *Conn) Slot() int { return int(c.start / frame.Step) }
+// Handshake is the form the relay spoke: "0.4" or "0.5".
+func (c *Conn) Handshake() string { return c.form }
+
+// Slot is the relay slot this connection occupies: 0..15 in the 0.4 form,
+// 0..127 in the 0.5 form.
+func (c *Conn) Slot() int { return int(c.start / c.step) }
 
 // Range is the slot's id range [start, end). NextID hands out start+1 ..
 // end-1: start itself is skipped so that slot 0 never uses the reserved id 0.
-func (c *Conn) Range() (start, end uint32) { return c.start, c.start + frame.Step }
+func (c *Conn) Range() (start, end uint32) { return c.start, c.start + c.step }
 
 // Ready is the guest's core.ready payload, as received in the handshake.
 func (c *Conn) Ready() frame.Ready { return c.ready }
@@ -194,7 +223,7 @@ func (c *Conn) ReadyFrame() []byte { return c.readyRaw }
 func (c *Conn) NextID() uint32 {
 	for {
 		n := c.next.Add(1) - 1
-		id := c.start + 1 + uint32(n%uint64(frame.Step-1))
+		id := c.start + 1 + uint32(n%uint64(c.step-1))
 		if !c.inUse(id) {
 			return id
 		}
