@@ -181,8 +181,8 @@ func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration
 	}
 	c.fd, c.tok, c.live = fd, tok, true
 	c.peerUID, c.peerPID, c.since = int32(uid), pid, r.loop.Now()
-	c.in.reset()
-	c.out.reset()
+	c.in.acquire()
+	c.out.acquire()
 	c.full, c.hup = false, false
 	c.werr, c.dropped = nil, 0
 	g := r.form.greetingLen()
@@ -213,6 +213,7 @@ func (r *Relay) disconnect(c *conn, reason string, err error) {
 	c.live, c.fd = false, -1
 	r.cl.live.remove(c.slot)
 	r.cl.readable.remove(c.slot)
+	r.cl.starved.remove(c.slot)
 	r.cl.dirty.remove(c.slot)
 	if len(c.span) > 0 {
 		c.dropped += len(c.span)
@@ -236,7 +237,10 @@ func (r *Relay) disconnect(c *conn, reason string, err error) {
 	// Its queued frames stay where they are until the guest has them; the
 	// slot is not reused before (freeSlot).
 	c.in.truncate(c.queued)
-	c.out.reset()
+	if c.queued == 0 {
+		c.in.release()
+	}
+	c.out.release()
 	attrs := []any{"slot", c.slot, "reason", reason, "sessions_killed", killed,
 		"connected_for", r.loop.Now().Sub(c.since).Round(time.Millisecond), "pid", c.peerPID}
 	if err != nil {

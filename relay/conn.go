@@ -11,12 +11,14 @@ import (
 // clientTable is the client slots and what the loop pass needs to know of
 // them at a glance.
 type clientTable struct {
-	conns    [MaxSlots]conn
-	live     slotSet // a client is attached
-	readable slotSet // its socket may have bytes (or its end) to read
-	dirty    slotSet // its output buffer has bytes to write
-	spans    slotSet // it has a span (see conn.span)
-	rr       int     // round-robin cursor over readable clients
+	conns     [MaxSlots]conn
+	live      slotSet // a client is attached
+	readable  slotSet // its socket may have bytes (or its end) to read
+	dirty     slotSet // its output buffer has bytes to write
+	spans     slotSet // it has a span (see conn.span)
+	starved   slotSet // its next read needs more than the input budget has left
+	starvedAt int64   // the input budget's use when the last client starved
+	rr        int     // round-robin cursor over readable clients
 }
 
 // conn is one client slot. The 16 slots are allocated once with the relay and

@@ -43,40 +43,51 @@
 // queue for the 17th client, resynchronisation on corrupt guest framing, and
 // an exec.log tap that never touches the disk from the loop.
 //
-// Memory is bounded by Options. The 16 slots' buffers are allocated with
-// the relay at 64 KiB each and grown, by doubling, only when a frame does not
-// fit, up to their bounds; they are never shrunk and pass from a slot's
-// client to the next, so steady traffic does not allocate. The fd port's read
-// buffer starts at 256 KiB and grows the same way for larger frames; the ring
-// port's staging buffer is allocated whole but untouched pages cost no RSS.
-// A departed client's queued frames stay in its input buffer until the guest
-// has them; its slot is reused only then. For
-// C = frame.MaxClients = 16, the relay holds at most
+// Memory is bounded by Options. A client's input and output buffers are lent
+// by a pool ([bufpool.Pool], the loop's) when it attaches, 64 KiB each, and
+// given back when it leaves (its input buffer once the guest has every frame
+// queued in it: its slot is reused only then). They grow by doubling only
+// when a frame does not fit, up to their own bounds, and the growth is
+// charged to two relay-wide budgets (OutputBudget, InputBudget; a host's
+// Budget above them, if set); a grown buffer that empties shrinks back, so
+// the budgets follow what is queued now. Steady traffic neither allocates
+// nor touches the pool. The fd port's read buffer starts at 256 KiB and
+// grows the same way for larger frames; the ring port's staging buffer is
+// allocated whole but untouched pages cost no RSS. With C slots (16 in the
+// 0.4 form, 128 in the 0.5 form; MemoryBound takes 128 unless the 0.4 form
+// is forced) and S = MaxSessionsTotal, the relay holds at most
 //
-//	C × (ClientBuffer + frame.MaxFrame)   every slot's output and input buffer
+//	C × 2 × 64 KiB                         every attached client's first buffers
+//	+ OutputBudget + InputBudget           what they grow by, all together
 //	+ 2 × frame.MaxFrame                   the guest read buffer (fd port) or staging
 //	                                       buffer (ring port), the cached core.ready
-//	+ C × MaxSessions × 44 B + 4 KiB       queued SIGKILLs (44 B each)
-//	+ 2 × C × MaxSessions × 80 B           session table: open sessions (MaxSessions
-//	                                       per client) and quarantined ones (a slot's
-//	                                       open + quarantined ≤ MaxSessions: starts
-//	                                       beyond are refused, never released early)
-//	+ (C + 2) × MaxSessions × 100 B        the quarantine's expiry queue (stale
+//	+ S × 44 B + C × 64 B + 4 KiB          queued SIGKILLs (44 B each) and disconnect
+//	                                       notices
+//	+ 2 × S × 80 B                         session table (open and quarantined; a
+//	                                       slot's open + quarantined ≤ MaxSessions and
+//	                                       all ≤ S: starts beyond are refused, never
+//	                                       released early)
+//	+ (S + 2 × MaxSessions) × 100 B        the quarantine's expiry queue (stale
 //	                                       entries compacted past MaxSessions)
 //	+ AcceptQueue × 64 B                   waiting connections (and one fd each)
 //	+ 4096 × 1 KiB                         log records queued for the log goroutine
+//	+ 4 MiB                                idle buffers in the relay's own pool (none
+//	                                       when Options.Pool is shared)
 //	+ 2 × ring capacity                    the console (owned by the caller)
 //
 // which [Options.MemoryBound] computes, plus the exec.log writer's (owned by
 // the caller: [execlog.Writer.MemoryBound], a buffer per lane and a line of up
 // to 6 × half a lane, every byte escaped). Kernel socket buffers are not the
-// process's memory. With the defaults (ClientBuffer 8 MiB, MaxSessions 4096,
-// AcceptQueue 64, 1 MiB rings, exec.log's two 4 MiB lanes in the binary):
+// process's memory. With the defaults (OutputBudget 64 MiB, InputBudget 32
+// MiB, MaxSessions 4096, S 65536, AcceptQueue 64, 1 MiB rings, exec.log's two
+// 4 MiB lanes in the binary):
 //
-//	192 + 8 + 2.75 + 10 + 7.0 + 0 + 4 = 223.8 MiB    the relay
-//	+ 2 MiB                                          the console (ring port only)
-//	+ 21.1 MiB                                       exec.log
-//	= 246.9 MiB (ring port), 244.9 MiB (fd port)
+//	0.5 form: 16 + 96 + 8 + 2.76 + 10 + 6.8 + 0 + 4 + 4 = 147.8 MiB   the relay
+//	0.4 form:  2 + 96 + 8 + 2.75 + 10 + 6.8 + 0 + 4 + 4 = 133.8 MiB
+//	+ 2 MiB (the console, ring port only) + 21.1 MiB (exec.log)
+//
+// 128 slots cost 14 MiB more than 16, not 8 times as much: the budgets, not
+// the slot count, bound what buffers may hold.
 //
 // That bounds live memory. The garbage collector, left to GOGC, lets the heap
 // reach twice what was live at its last cycle, and buffers outgrown, exec.log

@@ -295,13 +295,21 @@ func TestQuarantineBounded(t *testing.T) {
 // TestMemoryBoundDefaults pins the figure relay/doc.go states for the
 // defaults, so that a change of a default or of the formula updates the doc.
 func TestMemoryBoundDefaults(t *testing.T) {
-	const want = 223.8
-	if got := float64(relay.Options{}.MemoryBound()) / (1 << 20); got < want-0.05 || got > want+0.05 {
-		t.Fatalf("MemoryBound with the defaults is %.2f MiB; doc.go says %.1f MiB", got, want)
+	for _, c := range []struct {
+		o    relay.Options
+		want float64
+	}{{relay.Options{}, 147.8}, {relay.Options{Handshake: relay.Handshake04}, 133.8}} {
+		if got := float64(c.o.MemoryBound()) / (1 << 20); got < c.want-0.05 || got > c.want+0.05 {
+			t.Fatalf("MemoryBound with the defaults (handshake %v) is %.2f MiB; doc.go says %.1f MiB", c.o.Handshake, got, c.want)
+		}
 	}
-	double := relay.Options{ClientBuffer: 16 << 20}.MemoryBound() - relay.Options{}.MemoryBound()
-	if double != frame.MaxClients*8<<20 {
-		t.Fatalf("doubling ClientBuffer adds %d bytes, want 16 × 8 MiB", double)
+	// The budgets, not ClientBuffer, bound what clients' buffers hold.
+	base := relay.Options{}.MemoryBound()
+	if d := (relay.Options{ClientBuffer: 16 << 20, OutputBudget: 64 << 20}).MemoryBound() - base; d != 0 {
+		t.Fatalf("doubling ClientBuffer within the same budget adds %d bytes, want 0", d)
+	}
+	if d := (relay.Options{OutputBudget: 128 << 20}).MemoryBound() - base; d != 64<<20 {
+		t.Fatalf("doubling OutputBudget adds %d bytes, want 64 MiB", d)
 	}
 }
 

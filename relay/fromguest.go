@@ -98,8 +98,8 @@ func (r *Relay) route(f frame.Frame) bool {
 		r.logDrop("no client in slot", f)
 		return true
 	}
-	if !r.deliver(c, f.Raw) {
-		r.stallOn(c)
+	if stall := r.deliver(c, f.Raw); stall != nil {
+		r.stallOn(stall)
 		return false
 	}
 	if r.stall.slot >= 0 {
@@ -121,28 +121,48 @@ func (r *Relay) route(f frame.Frame) bool {
 
 // deliver queues raw for c: as part of c's span when raw lies right after it
 // in the fd port's buffer and nothing else waits for c, else in c's output
-// buffer. It reports false when c's bound leaves no room.
-func (r *Relay) deliver(c *conn, raw []byte) bool {
-	if r.direct && c.out.len() == 0 && c.werr == nil && len(c.span)+len(raw) <= c.out.max {
-		if len(c.span) == 0 {
-			c.span = raw
-			r.cl.spans.add(c.slot)
-			return true
-		}
-		if follows(c.span, raw) {
-			c.span = unsafe.Slice(unsafe.SliceData(c.span), len(c.span)+len(raw))
-			return true
+// buffer. When there is no room it returns the client to hold responsible:
+// c if its own bound is reached, else (the output budget is) the client
+// holding the most output.
+//
+// A span is given room in the (empty) output buffer before it grows, so that
+// whatever its socket does not take can always be kept.
+func (r *Relay) deliver(c *conn, raw []byte) *conn {
+	if r.direct && c.out.len() == 0 && c.werr == nil && (len(c.span) == 0 || follows(c.span, raw)) {
+		if n := len(c.span) + len(raw); n <= c.out.max && c.out.grow(n) {
+			if len(c.span) == 0 {
+				c.span = raw
+				r.cl.spans.add(c.slot)
+			} else {
+				c.span = unsafe.Slice(unsafe.SliceData(c.span), n)
+			}
+			return nil
 		}
 	}
 	if len(c.span) > 0 {
 		r.flushSpan(c)
 	}
 	if !c.out.reserve(len(raw)) {
-		return false
+		if c.out.len()+len(raw) > c.out.max {
+			return c
+		}
+		return r.largestOutput(c)
 	}
 	c.out.append(raw)
 	r.cl.dirty.add(c.slot)
-	return true
+	return nil
+}
+
+// largestOutput returns the live client with the most output queued (c if
+// none has more).
+func (r *Relay) largestOutput(c *conn) *conn {
+	hog := c
+	for s := r.cl.live.lowest(); s >= 0; s = r.cl.live.scan(s+1, r.form.slots) {
+		if o := &r.cl.conns[s]; o.out.len() > hog.out.len() {
+			hog = o
+		}
+	}
+	return hog
 }
 
 // follows reports whether b starts right where a ends. Both are views of the
@@ -181,9 +201,10 @@ func (r *Relay) flushSpan(c *conn) {
 		return
 	}
 	if rest := span[n:]; len(rest) > 0 {
-		c.out.reserve(len(rest))
-		c.out.append(rest)
+		c.out.append(rest) // room was made for the whole span
 		r.cl.dirty.add(c.slot)
+	} else {
+		c.out.shrink()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/agentrelay/agentrelay/bufpool"
 	"github.com/agentrelay/agentrelay/execlog"
 	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/ring"
@@ -41,6 +42,23 @@ type Options struct {
 	// ClientBuffer bounds each client's output buffer. Default 8 MiB; at
 	// least frame.MaxFrame.
 	ClientBuffer int
+	// OutputBudget bounds what all clients' output buffers hold beyond
+	// their first 64 KiB each. A frame that does not fit holds up the guest
+	// stream like a full client buffer, charged to the client holding the
+	// most (evicted after EvictGrace). Default 64 MiB; at least
+	// ClientBuffer.
+	OutputBudget int64
+	// InputBudget bounds what all clients' input buffers hold beyond their
+	// first 64 KiB each (frames larger than that, being read). A client
+	// whose frame does not fit is not read until it does. Default 32 MiB;
+	// at least two maximum frames.
+	InputBudget int64
+	// Pool lends the clients' buffers. A host daemon shares one per loop;
+	// nil gives the relay its own.
+	Pool *bufpool.Pool
+	// Budget, if set, is charged everything OutputBudget and InputBudget
+	// are: a bound shared by the relays of a host.
+	Budget *bufpool.Budget
 	// EvictGrace is how long a client whose output buffer is full may hold
 	// up the guest stream before it is evicted. Default 1 s.
 	EvictGrace time.Duration
@@ -54,6 +72,10 @@ type Options struct {
 	AcceptQueue int
 	// MaxSessions bounds the open sessions of one client. Default 4096.
 	MaxSessions int
+	// MaxSessionsTotal bounds the sessions of all clients, open and
+	// quarantined, so that 128 slots do not multiply the session tables by
+	// 8. Default 65536 (16 × 4096).
+	MaxSessionsTotal int
 	// AllowUIDs lists the peer uids allowed to connect. Default: the relay's
 	// own effective uid and root.
 	AllowUIDs []uint32
@@ -72,6 +94,12 @@ func (o *Options) setDefaults() {
 	if o.ClientBuffer <= 0 {
 		o.ClientBuffer = 8 << 20
 	}
+	if o.OutputBudget <= 0 {
+		o.OutputBudget = 64 << 20
+	}
+	if o.InputBudget <= 0 {
+		o.InputBudget = 32 << 20
+	}
 	if o.EvictGrace <= 0 {
 		o.EvictGrace = time.Second
 	}
@@ -86,6 +114,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 4096
+	}
+	if o.MaxSessionsTotal <= 0 {
+		o.MaxSessionsTotal = 16 * 4096
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 5 * time.Second
@@ -104,22 +135,29 @@ const (
 
 // MemoryBound returns the most memory a Relay built with o can hold, with
 // every buffer at its bound and every table full, by the formula in the
-// package documentation. It counts the console's rings when o.Console is
-// set, and not the exec.log writer, whose owner adds
-// execlog.Writer.MemoryBound. With the defaults it is 223.8 MiB, plus 2 MiB
-// for a console of ring.DefaultCapacity.
+// package documentation, for the form with the most slots o allows (128
+// unless Handshake04 is forced). It counts the console's rings when
+// o.Console is set, the relay's own pool when o.Pool is nil, and not the
+// exec.log writer, whose owner adds execlog.Writer.MemoryBound.
 func (o Options) MemoryBound() int64 {
 	o.setDefaults()
-	clients := int64(frame.MaxClients)
-	sessions := clients * int64(o.MaxSessions)
+	clients := int64(MaxSlots)
+	if o.Handshake == Handshake04 {
+		clients = frame.MaxClients
+	}
+	sessions := int64(o.MaxSessionsTotal)
 	kill, _ := frame.AppendMessage(nil, 0, frame.TypeExecSignal, frame.ExecSignal{Signal: 9})
-	b := clients*int64(o.ClientBuffer+frame.MaxFrame) + // client output and input buffers
+	b := clients*2*initialBuffer + // every attached client's first input and output buffer
+		o.OutputBudget + o.InputBudget + // what they may grow by, all together
 		2*frame.MaxFrame + // guest read or staging buffer, cached core.ready
-		sessions*int64(len(kill)) + 4096 + // queued SIGKILLs
+		sessions*int64(len(kill)) + clients*64 + 4096 + // queued SIGKILLs and disconnect notices
 		2*sessions*sessionEntryBytes + // session table: open and quarantined
 		(sessions+2*int64(o.MaxSessions))*qentryBytes + // quarantine FIFO, stale entries compacted
 		int64(o.AcceptQueue)*waiterBytes + // waiting connections
 		logQueueLen*logRecordBytes // log queue
+	if o.Pool == nil {
+		b += defaultPoolIdle
+	}
 	if c := o.Console; c != nil && c.Tx != nil && c.Rx != nil {
 		b += int64(c.Tx.Cap() + c.Rx.Cap())
 	}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentrelay/agentrelay/bufpool"
 	"github.com/agentrelay/agentrelay/execlog"
 	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/reactor"
@@ -27,6 +28,7 @@ const (
 	fromGuestBudget = 1 << 20
 	readChunk       = 256 << 10 // most bytes one client read takes per turn
 	initialBuffer   = 64 << 10
+	defaultPoolIdle = 4 << 20 // idle buffers a relay's own pool keeps
 )
 
 type state uint8
@@ -79,6 +81,11 @@ type Relay struct {
 	lastDropLog time.Time
 	lane        *execlog.Lane
 
+	// The clients' buffers come from pool; growth is charged to the
+	// budgets.
+	pool                *bufpool.Pool
+	outBudget, inBudget *bufpool.Budget
+
 	sess   sessionTable
 	qTimer reactor.Timer // the next quarantine expiry
 
@@ -91,9 +98,9 @@ type Relay struct {
 }
 
 // ctlBound bounds the relay's own frames waiting for the guest: a SIGKILL
-// for every session of every slot and a disconnect notice per slot.
-func ctlBound(slots, maxSessions, killLen int) int {
-	return slots*(maxSessions*killLen+64) + 4096
+// for every session and a disconnect notice per slot.
+func ctlBound(slots, sessions, killLen int) int {
+	return sessions*killLen + slots*64 + 4096
 }
 
 // New binds the client socket and prepares a relay; clients that connect
@@ -118,6 +125,12 @@ func New(opt Options) (*Relay, error) {
 	if opt.Socket == "" {
 		return nil, errors.New("relay: Options.Socket is required")
 	}
+	if opt.OutputBudget < int64(opt.ClientBuffer) {
+		return nil, fmt.Errorf("relay: OutputBudget %d is below ClientBuffer (%d)", opt.OutputBudget, opt.ClientBuffer)
+	}
+	if opt.InputBudget < 2*int64(bufpool.ClassSize(frame.MaxFrame)) {
+		return nil, fmt.Errorf("relay: InputBudget %d is below two maximum frames (%d)", opt.InputBudget, 2*bufpool.ClassSize(frame.MaxFrame))
+	}
 	if opt.ClientBuffer < frame.MaxFrame {
 		return nil, fmt.Errorf("relay: ClientBuffer %d is below one maximum frame (%d)", opt.ClientBuffer, frame.MaxFrame)
 	}
@@ -140,8 +153,8 @@ func New(opt Options) (*Relay, error) {
 		q:          newGuestQueue(),
 		waiting:    newAcceptQueue(opt.AcceptQueue),
 		killFrame:  kill,
-		ctl:        newBuffer(4096, ctlBound(MaxSlots, opt.MaxSessions, len(kill))),
-		sess:       newSessionTable(opt.MaxSessions),
+		ctl:        newFixedBuffer(4096, ctlBound(MaxSlots, opt.MaxSessionsTotal, len(kill))),
+		sess:       newSessionTable(opt.MaxSessions, opt.MaxSessionsTotal),
 		shutdownCh: make(chan struct{}, 1),
 	}
 	r.ln.allow = opt.AllowUIDs
@@ -161,10 +174,15 @@ func New(opt Options) (*Relay, error) {
 	if opt.ExecLog != nil {
 		r.lane = opt.ExecLog.Lane()
 	}
+	if r.pool = opt.Pool; r.pool == nil {
+		r.pool = bufpool.New(defaultPoolIdle)
+	}
+	r.outBudget = bufpool.NewBudget(opt.OutputBudget, opt.Budget)
+	r.inBudget = bufpool.NewBudget(opt.InputBudget, opt.Budget)
 	for i := range r.cl.conns {
 		r.cl.conns[i] = conn{r: r, slot: i, fd: -1,
-			in:  newBuffer(initialBuffer, frame.MaxFrame),
-			out: newBuffer(initialBuffer, opt.ClientBuffer)}
+			in:  newBuffer(initialBuffer, frame.MaxFrame, r.pool, r.inBudget),
+			out: newBuffer(initialBuffer, opt.ClientBuffer, r.pool, r.outBudget)}
 	}
 	if r.ln.fd, err = listen(opt.Socket); err != nil {
 		port.close()
@@ -212,7 +230,7 @@ func (r *Relay) WaitReady(ctx context.Context) error {
 				r.ready = append([]byte(nil), f.Raw...)
 				r.g.done()
 				r.form = chooseForm(r.opt.Handshake, m.Version)
-				r.ctl.max = ctlBound(r.form.slots, r.opt.MaxSessions, len(r.killFrame))
+				r.ctl.max = ctlBound(r.form.slots, r.opt.MaxSessionsTotal, len(r.killFrame))
 				r.stats.slots.Store(uint64(r.form.slots))
 				r.stats.handshake.Store(uint64(r.form.hs))
 				r.log.Info("guest ready", "after", time.Since(start).Round(time.Millisecond), "discarded_frames", discarded,
@@ -411,6 +429,12 @@ func (r *Relay) service(now time.Time) bool {
 		moreFromGuest = r.pumpFromGuest()
 	} else {
 		r.writeGuest() // draining: what is queued still goes
+	}
+	// Clients put off for the input budget are read again once buffers
+	// have shrunk since.
+	if !r.cl.starved.empty() && r.inBudget.Used() < r.cl.starvedAt {
+		r.cl.readable.addAll(&r.cl.starved)
+		r.cl.starved = slotSet{}
 	}
 	// 3. SIGKILLs queued by the disconnects of this pass.
 	if !r.q.empty() {

@@ -32,6 +32,12 @@ func (r *Relay) openSession(c *conn, f frame.Frame) bool {
 			"quarantined", r.sess.quarantined[c.slot])
 		r.refuseStart(c, f, msgQuarantineFull)
 		return false
+	case startRelayFull:
+		r.stats.sessionsRefused.Add(1)
+		r.log.Warn("session start refused: the relay's session table is full", "slot", c.slot, "id", f.ID,
+			"sessions", r.sess.len())
+		r.refuseStart(c, f, msgRelayFull)
+		return false
 	}
 	r.stats.sessionsOpened.Add(1)
 	r.stats.sessionsActive.Store(uint64(r.sess.len()))
@@ -48,6 +54,7 @@ const errTooManySessions = relayError("too many open sessions")
 const (
 	msgIDQuarantined  = "relay: correlation id is still in use by a departed client's session; retry with another id"
 	msgQuarantineFull = "relay: too many sessions of this slot's departed clients are still running in the guest; retry later"
+	msgRelayFull      = "relay: too many sessions are open in this sandbox; retry later"
 )
 
 // refuseStart answers a refused session start on the guest's behalf.

@@ -36,11 +36,12 @@ type sessionTable struct {
 	fifo        []qentry      // quarantine expiries, oldest first (with stale entries)
 	seq         uint64
 	nextLogID   uint64
-	max         int
+	max         int // per slot
+	maxTotal    int
 }
 
-func newSessionTable(max int) sessionTable {
-	return sessionTable{m: make(map[uint32]session, 256), max: max}
+func newSessionTable(max, maxTotal int) sessionTable {
+	return sessionTable{m: make(map[uint32]session, 256), max: max, maxTotal: maxTotal}
 }
 
 // startResult says what became of a SESSION_START.
@@ -51,6 +52,7 @@ const (
 	startQuarantined                    // the id names a departed client's session
 	startTooMany                        // the client has max sessions open: a protocol error
 	startSlotFull                       // the slot's departed clients hold the rest
+	startRelayFull                      // all clients together hold maxTotal
 )
 
 // start records a SESSION_START from the client in slot. A start for a
@@ -67,6 +69,9 @@ func (t *sessionTable) start(slot int, id uint32, exec, tty bool) startResult {
 		}
 		if t.open[slot]+t.quarantined[slot] >= t.max {
 			return startSlotFull
+		}
+		if len(t.m) >= t.maxTotal {
+			return startRelayFull
 		}
 		s = session{slot: uint8(slot)}
 		t.open[slot]++

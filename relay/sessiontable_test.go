@@ -6,7 +6,7 @@ import (
 )
 
 func TestSessionTableStartEnd(t *testing.T) {
-	tb := newSessionTable(2)
+	tb := newSessionTable(2, 100)
 	if r := tb.start(3, 100, true, false); r != started {
 		t.Fatalf("first start: %v", r)
 	}
@@ -32,7 +32,7 @@ func TestSessionTableStartEnd(t *testing.T) {
 }
 
 func TestSessionTableQuarantine(t *testing.T) {
-	tb := newSessionTable(3)
+	tb := newSessionTable(3, 100)
 	tb.start(1, 10, true, false)
 	tb.start(1, 11, false, false)
 	tb.start(2, 20, false, false)
@@ -70,7 +70,7 @@ func TestSessionTableQuarantine(t *testing.T) {
 // A quarantine's expiry entry must not end a later quarantine of the same
 // id, and stale entries must not pile up.
 func TestSessionTableStaleEntries(t *testing.T) {
-	tb := newSessionTable(4)
+	tb := newSessionTable(4, 100)
 	t0 := time.Unix(1000, 0)
 	for round := range 100 {
 		tb.start(5, 50, false, false)
@@ -85,5 +85,26 @@ func TestSessionTableStaleEntries(t *testing.T) {
 	tb.expire(t0.Add(time.Minute), func(id uint32, s session) { t.Fatalf("expired %d early", id) })
 	if !tb.isQuarantined(50) {
 		t.Fatal("an old entry ended a newer quarantine")
+	}
+}
+
+func TestSessionTableTotal(t *testing.T) {
+	tb := newSessionTable(4, 5)
+	for slot := range 2 {
+		for i := range 3 {
+			r := tb.start(slot, uint32(100*slot+i+1), false, false)
+			if want := started; slot == 1 && i == 2 {
+				want = startRelayFull
+				if r != want {
+					t.Fatalf("sixth session: %v, want startRelayFull", r)
+				}
+			} else if r != want {
+				t.Fatalf("slot %d session %d: %v", slot, i, r)
+			}
+		}
+	}
+	tb.end(1)
+	if r := tb.start(1, 103, false, false); r != started {
+		t.Fatalf("after one ended: %v", r)
 	}
 }

@@ -15,6 +15,13 @@ func (s *slotSet) add(slot int)      { s.w[slot>>6] |= 1 << (slot & 63) }
 func (s *slotSet) remove(slot int)   { s.w[slot>>6] &^= 1 << (slot & 63) }
 func (s *slotSet) has(slot int) bool { return s.w[slot>>6]&(1<<(slot&63)) != 0 }
 
+// addAll adds every slot of o.
+func (s *slotSet) addAll(o *slotSet) {
+	for i := range s.w {
+		s.w[i] |= o.w[i]
+	}
+}
+
 func (s *slotSet) empty() bool {
 	for _, w := range s.w {
 		if w != 0 {

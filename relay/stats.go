@@ -20,6 +20,7 @@ type counters struct {
 	ringFullNanos, guestStallNanos atomic.Uint64
 	shutdowns, logDrops            atomic.Uint64
 	slots, handshake               atomic.Uint64
+	inputStarved, sessionsRefused  atomic.Uint64
 }
 
 // Stats is a snapshot of a relay's counters.
@@ -55,6 +56,9 @@ type Stats struct {
 	Shutdowns        uint64 // core.shutdown frames forwarded
 	LogDrops         uint64 // log records dropped because the log queue was full
 
+	InputStarved    uint64 // client reads put off because the input budget was spent
+	SessionsRefused uint64 // session starts refused: MaxSessionsTotal reached
+
 	Slots     uint64 // client slots of the handshake form (16 or 128; 0 before core.ready)
 	Handshake uint64 // the form: 1 for 0.4, 2 for 0.5 (Handshake's value; 0 before core.ready)
 }
@@ -76,6 +80,7 @@ func (r *Relay) Stats() Stats {
 		QuarantineOverflows: c.quarantineOverflows.Load(), CorruptIncidents: c.corruptIncidents.Load(),
 		CorruptBytes: c.corruptBytes.Load(), RingFullNanos: c.ringFullNanos.Load(),
 		GuestStallNanos: c.guestStallNanos.Load(), Shutdowns: c.shutdowns.Load(), LogDrops: c.logDrops.Load(),
-		Slots: c.slots.Load(), Handshake: c.handshake.Load(),
+		Slots: c.slots.Load(), Handshake: c.handshake.Load(), InputStarved: c.inputStarved.Load(),
+		SessionsRefused: c.sessionsRefused.Load(),
 	}
 }

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -130,6 +129,7 @@ func (r *Relay) written(n int) {
 		if c.queued == 0 {
 			q.pop()
 			if !c.live {
+				c.in.release()
 				r.waitersDue = true // the departed client's slot is free now
 			}
 		}
@@ -185,8 +185,12 @@ func (r *Relay) serveClient(c *conn, budget *int) {
 		return
 	}
 	if !c.in.reserve(room) {
-		// Cannot happen: room is clamped to what the bound leaves.
-		r.protocolError(c, errors.New("input buffer overrun"))
+		// Room is clamped to what the bound leaves, so the input budget
+		// refused: read this client again once buffers have shrunk.
+		r.cl.readable.remove(c.slot)
+		r.cl.starved.add(c.slot)
+		r.cl.starvedAt = r.inBudget.Used()
+		r.stats.inputStarved.Add(1)
 		return
 	}
 	sp := c.in.space()
