@@ -1,0 +1,172 @@
+package unixsock_test
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/agentrelay/agentrelay/unixsock"
+)
+
+func privateDir(t *testing.T) string {
+	d := t.TempDir()
+	if err := os.Chmod(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestCheckPathLength(t *testing.T) {
+	dir := privateDir(t)
+	pad := func(n int) string { // a path of exactly n bytes in dir
+		return filepath.Join(dir, strings.Repeat("s", n-len(dir)-1))
+	}
+	if err := unixsock.CheckPath(pad(unixsock.MaxPathLen)); err != nil {
+		t.Fatalf("%d bytes refused: %v", unixsock.MaxPathLen, err)
+	}
+	fd, err := unixsock.Listen(pad(unixsock.MaxPathLen))
+	if err != nil {
+		t.Fatalf("the kernel limit is not %d bytes: %v", unixsock.MaxPathLen, err)
+	}
+	unix.Close(fd)
+	long := filepath.Join(dir, "sub", strings.Repeat("s", unixsock.MaxPathLen))
+	for _, f := range []func(string) error{unixsock.CheckPath, unixsock.Check, func(p string) error { _, err := unixsock.Listen(p); return err }} {
+		if err := f(long); err == nil || !strings.Contains(err.Error(), "limit") {
+			t.Fatalf("over-long path: %v", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Dir(long)); !os.IsNotExist(err) {
+		t.Fatalf("directory created for an over-long path: %v", err)
+	}
+}
+
+func TestCheckDirOwnerAndMode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a directory to another uid")
+	}
+	base := privateDir(t)
+	other := filepath.Join(base, "other")
+	if err := os.Mkdir(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(other, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(other, "agent.sock")
+	for name, f := range map[string]func() error{
+		"CheckDir": func() error { return unixsock.CheckDir(other) },
+		"Check":    func() error { return unixsock.Check(sock) },
+		"Listen":   func() error { _, err := unixsock.Listen(sock); return err },
+	} {
+		if err := f(); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+			t.Fatalf("%s on a directory of uid 65534: %v", name, err)
+		}
+	}
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Fatalf("socket created: %v", err)
+	}
+	if err := os.Chown(other, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unixsock.CheckDir(other); err != nil {
+		t.Fatalf("root-owned 0755 directory refused: %v", err)
+	}
+	for _, mode := range []os.FileMode{0o775, 0o757, 0o1777} {
+		if err := os.Chmod(other, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := unixsock.CheckDir(other); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
+			t.Fatalf("mode %v: %v", mode, err)
+		}
+	}
+}
+
+func TestListenReplacesOnlyStaleSockets(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	dir := filepath.Join(privateDir(t), "new", "dir")
+	sock := filepath.Join(dir, "agent.sock")
+	if err := unixsock.Check(sock); err != nil {
+		t.Fatalf("missing directory: %v", err)
+	}
+	fd, err := unixsock.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{dir: 0o700 | os.ModeDir, sock: 0o600 | os.ModeSocket} {
+		if fi, err := os.Lstat(path); err != nil || fi.Mode() != want {
+			t.Fatalf("%s: mode %v (%v), want %v", path, fi.Mode(), err, want)
+		}
+	}
+	ino := func() uint64 {
+		fi, err := os.Lstat(sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	live := ino()
+
+	// Live: refused by every entry point, the socket untouched and serving.
+	if stale, err := unixsock.Probe(sock); stale || !errors.Is(err, unixsock.ErrInUse) {
+		t.Fatalf("Probe of a live socket: stale %v, %v", stale, err)
+	}
+	if err := unixsock.Check(sock); !errors.Is(err, unixsock.ErrInUse) {
+		t.Fatalf("Check of a live socket: %v", err)
+	}
+	if _, err := unixsock.Listen(sock); !errors.Is(err, unixsock.ErrInUse) || !strings.Contains(err.Error(), "socket in use by a running relay") {
+		t.Fatalf("Listen on a live socket: %v", err)
+	}
+	if ino() != live {
+		t.Fatal("the live socket was replaced")
+	}
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatalf("the live socket stopped serving: %v", err)
+	}
+	c.Close()
+
+	// Stale: its server closed without removing it.
+	unix.Close(fd)
+	if stale, err := unixsock.Probe(sock); !stale || err != nil {
+		t.Fatalf("Probe of a stale socket: stale %v, %v", stale, err)
+	}
+	if err := unixsock.Check(sock); err != nil {
+		t.Fatalf("Check of a stale socket: %v", err)
+	}
+	fd, err = unixsock.Listen(sock)
+	if err != nil {
+		t.Fatalf("Listen on a stale socket: %v", err)
+	}
+	defer unix.Close(fd)
+	c, err = net.Dial("unix", sock)
+	if err != nil {
+		t.Fatalf("the replacement does not serve: %v", err)
+	}
+	c.Close()
+	if _, _, err := unix.Accept(fd); err != nil {
+		t.Fatalf("the connection did not reach the new listener: %v", err)
+	}
+}
+
+func TestNotASocket(t *testing.T) {
+	path := filepath.Join(privateDir(t), "file")
+	if err := os.WriteFile(path, []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unixsock.Listen(path); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("Listen over a regular file: %v", err)
+	}
+	if err := unixsock.Check(path); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("Check of a regular file: %v", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "data" {
+		t.Fatalf("the file was changed: %q %v", b, err)
+	}
+}
