@@ -1,0 +1,149 @@
+package serve
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/guest"
+	"github.com/agentrelay/agentrelay/unixsock"
+)
+
+// config is the serve command line, checked.
+type config struct {
+	socket       string
+	spec         guest.Spec
+	execLog      string
+	debugAddr    string
+	readyTimeout time.Duration
+	logFormat    string
+	logLevel     slog.Level
+
+	allowUIDs         []uint32
+	acceptWait        time.Duration
+	clientBuffer      int
+	quarantineTimeout time.Duration
+}
+
+// Bounds of the tunable options: below them the relay would misbehave
+// (a client buffer must hold one whole frame) or thrash, above them a typo
+// would hold memory or sessions for hours.
+const (
+	minAcceptWait        = 10 * time.Millisecond
+	maxAcceptWait        = 10 * time.Minute
+	minQuarantineTimeout = 100 * time.Millisecond
+	maxQuarantineTimeout = time.Hour
+	minClientBuffer      = (frame.MaxFrame + 1<<20 - 1) &^ (1<<20 - 1) // one whole frame, in MiB
+	maxClientBuffer      = 1 << 30
+)
+
+// errHelp: --help was asked for and printed.
+var errHelp = errors.New("help")
+
+// newFlags defines the serve flags on a fresh set that fills c with the
+// defaults of relay.Options.
+func newFlags(prog string, c *config) *flag.FlagSet {
+	*c = config{
+		readyTimeout:      60 * time.Second,
+		logFormat:         "text",
+		acceptWait:        5 * time.Second,
+		clientBuffer:      8 << 20,
+		quarantineTimeout: 30 * time.Second,
+	}
+	fs := flag.NewFlagSet(prog+" serve", flag.ContinueOnError)
+	fs.StringVar(&c.socket, "socket", "", "path of the clients' Unix socket (created 0600; its directory 0700); required")
+	fs.Var(guestFlag{&c.spec}, "guest", "guest console: unix:PATH | vsock:PATH:PORT | echo | builtin (runs commands as host processes: no isolation); required")
+	fs.StringVar(&c.execLog, "exec-log", "", "directory for exec.log, the captured output of exec sessions (off if empty)")
+	fs.Var(durationFlag{d: &c.readyTimeout}, "ready-timeout", "how long to wait for the guest's core.ready: seconds (60) or a duration (1500ms)")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve pprof, /stats, /metrics and /healthz on this loopback HOST:PORT (port 0: any)")
+	fs.Var(choiceFlag{&c.logFormat, []string{"text", "json"}}, "log-format", "log record format on stderr: text or json")
+	fs.Var(uidsFlag{&c.allowUIDs}, "allow-uid", "a peer uid allowed to connect; repeat for more (default: the relay's euid and root)")
+	fs.Var(durationFlag{d: &c.acceptWait, min: minAcceptWait, max: maxAcceptWait}, "accept-wait",
+		fmt.Sprintf("how long a connection waits for one of the 16 slots to free (%s to %s)", minAcceptWait, maxAcceptWait))
+	fs.Var(sizeFlag{n: &c.clientBuffer, min: minClientBuffer, max: maxClientBuffer}, "client-buffer",
+		fmt.Sprintf("bound of each client's output buffer: bytes or KiB/MiB/GiB (%s to %s)", formatSize(minClientBuffer), formatSize(maxClientBuffer)))
+	fs.Var(durationFlag{d: &c.quarantineTimeout, min: minQuarantineTimeout, max: maxQuarantineTimeout}, "quarantine-timeout",
+		fmt.Sprintf("how long a departed client's sessions stay quarantined if the guest never ends them (%s to %s)", minQuarantineTimeout, maxQuarantineTimeout))
+	fs.SetOutput(io.Discard) // parse errors are reported by parseConfig, once
+	return fs
+}
+
+// guestFlag parses --guest as it is given, so a bad spec is a usage error
+// like any bad flag.
+type guestFlag struct{ s *guest.Spec }
+
+func (f guestFlag) String() string {
+	if f.s == nil || f.s.Kind == 0 {
+		return ""
+	}
+	return f.s.String()
+}
+
+func (f guestFlag) Set(v string) error {
+	s, err := guest.ParseSpec(v)
+	if err != nil {
+		return err
+	}
+	*f.s = s
+	return nil
+}
+
+// parseConfig reads and checks the whole command line and the environment
+// without creating anything. A usage error (exit 2) is returned as such;
+// errHelp when --help was given.
+func parseConfig(prog string, args []string) (config, error) {
+	var c config
+	fs := newFlags(prog, &c)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, errHelp
+		}
+		return c, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if c.socket == "" || c.spec.Kind == 0 {
+		return c, usageError{errors.New("--socket and --guest are required")}
+	}
+	if err := unixsock.CheckPath(c.socket); err != nil {
+		return c, usageError{fmt.Errorf("--socket: %w", err)}
+	}
+	if err := c.logLevel.UnmarshalText([]byte(os.Getenv("RELAY_LOG_LEVEL"))); err != nil && os.Getenv("RELAY_LOG_LEVEL") != "" {
+		return c, usageError{fmt.Errorf("RELAY_LOG_LEVEL=%q: want debug, info, warn or error", os.Getenv("RELAY_LOG_LEVEL"))}
+	}
+	if c.debugAddr != "" {
+		if err := checkLoopback(c.debugAddr); err != nil {
+			return c, usageError{fmt.Errorf("--debug-addr: %w", err)}
+		}
+	}
+	return c, nil
+}
+
+// checkLoopback accepts HOST:PORT with a loopback IP or "localhost": the
+// endpoint serves profiles and counters without authentication.
+func checkLoopback(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("%s: bad port %q", addr, port)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%s: must be a loopback address (127.0.0.1, ::1 or localhost)", addr)
+	}
+	return nil
+}
+
+// usageError is a bad command line or environment: exit 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
