@@ -201,7 +201,7 @@ func (r *Relay) disconnect(c *conn, reason string, err error) {
 	c.in.reset()
 	c.out.reset()
 	attrs := []any{"slot", c.slot, "reason", reason, "sessions_killed", killed,
-		"connected_for", r.loop.Now().Sub(c.since).Round(time.Millisecond), "pid", c.peerPID}
+		"connected_for", r.loop.Now().Sub(c.since).Round(time.Millisecond), "uid", c.peerUID, "pid", c.peerPID}
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}

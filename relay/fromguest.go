@@ -65,6 +65,9 @@ func (r *Relay) route(f frame.Frame) bool {
 		r.stats.quarantineDrops.Add(1)
 		r.logDrop("quarantined session", f)
 		if terminal {
+			if s.exec {
+				r.logExecEnd(f, s)
+			}
 			r.endSession(f.ID, s)
 		}
 		return true
@@ -93,6 +96,9 @@ func (r *Relay) route(f frame.Frame) bool {
 			r.tap(f, s)
 		}
 		if terminal {
+			if s.exec {
+				r.logExecEnd(f, s)
+			}
 			r.endSession(f.ID, s)
 		}
 	}

@@ -64,6 +64,7 @@ func (r *Relay) openSession(c *conn, f frame.Frame) bool {
 	if p, err := frame.Peek(f.Body); err == nil && p.Type == frame.TypeExecRequest {
 		r.nextLogID++
 		s.exec, s.tty, s.logID = true, p.TTY, r.nextLogID
+		r.logExecStart(c, f, s)
 	}
 	r.sessions[f.ID] = s
 	return true

@@ -424,7 +424,7 @@ func TestSocketModeAndDebugEndpoint(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"relay_frames_to_guest 1", "relay_frames_to_client 1", "relay_clients_accepted 2", "go_goroutines"} {
+	for _, want := range []string{"relay_to_guest_frames_total 1", "relay_to_client_frames_total 1", "relay_clients_accepted_total 2", "go_goroutines"} {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("/metrics lacks %q:\n%s", want, body)
 		}
