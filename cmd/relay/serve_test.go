@@ -34,13 +34,26 @@ func startRelayAt(t *testing.T, socket string, env []string, args ...string) *pr
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
+		p.stop()
 		if t.Failed() {
 			t.Logf("relay output:\n%s", p.stderr.String())
 		}
 	})
 	return p
+}
+
+// guestConn waits for the relay to connect to the fake guest.
+func (p *proc) guestConn(t *testing.T, g *fakeGuest) net.Conn {
+	t.Helper()
+	select {
+	case c := <-g.conn:
+		return c
+	case <-p.done:
+		t.Fatalf("relay exited before connecting to the guest: %v\n%s", p.err, p.stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("relay never connected to the guest\n%s", p.stderr.String())
+	}
+	return nil
 }
 
 // waitLog waits until the relay's stderr contains s.
@@ -300,7 +313,7 @@ func TestAcceptWaitFlag(t *testing.T) {
 func TestQuarantineTimeoutFlag(t *testing.T) {
 	g, path := newFakeGuest(t, 0)
 	p := startRelay(t, "--guest", "unix:"+path, "--quarantine-timeout", "300ms")
-	gc := <-g.conn
+	gc := p.guestConn(t, g)
 	defer gc.Close()
 	gc.Write(enc(t, 0, frame.TypeReady, frame.Ready{}))
 	p.waitSocket(t)
@@ -437,7 +450,7 @@ func TestMetricsLintAndHealth(t *testing.T) {
 	g, path := newFakeGuest(t, 0)
 	p := startRelay(t, "--guest", "unix:"+path, "--exec-log", privateDir(t), "--debug-addr", "127.0.0.1:0")
 	addr := p.debugAddr(t)
-	gc := <-g.conn
+	gc := p.guestConn(t, g)
 	defer gc.Close()
 	if code, body := httpGet(t, "http://"+addr+"/healthz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/healthz before core.ready: %d %q", code, body)
