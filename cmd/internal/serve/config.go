@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/agentrelay/agentrelay/frame"
@@ -42,6 +43,8 @@ const (
 	minClientBuffer      = (frame.MaxFrame + 1<<20 - 1) &^ (1<<20 - 1) // one whole frame, in MiB
 	maxClientBuffer      = 1 << 30
 )
+
+var singleDash = regexp.MustCompile(`(flag |: )-([a-z])`)
 
 // errHelp: --help was asked for and printed.
 var errHelp = errors.New("help")
@@ -104,7 +107,8 @@ func parseConfig(prog string, args []string) (config, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, errHelp
 		}
-		return c, usageError{err}
+		// The flag package names flags with one dash; the help uses two.
+		return c, usageError{errors.New(singleDash.ReplaceAllString(err.Error(), "$1--$2"))}
 	}
 	if fs.NArg() > 0 {
 		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}

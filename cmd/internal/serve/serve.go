@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 	"time"
 
@@ -58,7 +57,7 @@ func Main(prog string, impl Impl, args []string) int {
 	}
 	var usage usageError
 	if errors.As(err, &usage) {
-		fmt.Fprintf(os.Stderr, "%s serve: %s\nRun '%s serve --help' for the flags.\n", prog, strings.Replace(err.Error(), "flag -", "flag --", 1), prog)
+		fmt.Fprintf(os.Stderr, "%s serve: %s\nRun '%s serve --help' for the flags.\n", prog, err, prog)
 		return 2
 	}
 	if err := unixsock.Check(c.socket); err != nil {
