@@ -170,3 +170,34 @@ func TestNotASocket(t *testing.T) {
 		t.Fatalf("the file was changed: %q %v", b, err)
 	}
 }
+
+// TestProbeFullBacklog: a live server whose backlog is full refuses a
+// non-blocking connect with EAGAIN, not ECONNREFUSED; it is still in use.
+func TestProbeFullBacklog(t *testing.T) {
+	sock := filepath.Join(privateDir(t), "busy.sock")
+	fd, err := unixsock.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	full := false
+	for range 4096 {
+		c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(c)
+		if err := unix.Connect(c, &unix.SockaddrUnix{Name: sock}); err == unix.EAGAIN {
+			full = true
+			break
+		} else if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+	}
+	if !full {
+		t.Fatal("the backlog never filled")
+	}
+	if stale, err := unixsock.Probe(sock); stale || !errors.Is(err, unixsock.ErrInUse) {
+		t.Fatalf("Probe with a full backlog: stale %v, %v", stale, err)
+	}
+}

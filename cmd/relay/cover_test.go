@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/coverage"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -156,13 +155,16 @@ func (c *binCover) merge(line string) error {
 	if _, err := goTool("covdata", "textfmt", "-i="+all, "-pkg="+pkgList, "-o="+merged); err != nil {
 		return err
 	}
-	prof, err := os.ReadFile(merged)
+	// The total as go tool cover reports it for the merged profile.
+	fn, err := goTool("cover", "-func="+merged)
 	if err != nil {
 		return err
 	}
-	pct, err := percent(prof)
-	if err != nil {
-		return err
+	var pct float64
+	if i := strings.LastIndex(fn, "total:"); i < 0 {
+		return fmt.Errorf("no total in go tool cover -func output")
+	} else if _, err := fmt.Sscanf(strings.Join(strings.Fields(fn[i:]), " "), "total: (statements) %f%%", &pct); err != nil {
+		return fmt.Errorf("go tool cover -func total: %v", err)
 	}
 	rest := ""
 	if i := strings.Index(line, "of statements"); i >= 0 {
@@ -170,6 +172,10 @@ func (c *binCover) merge(line string) error {
 	}
 	fmt.Printf("coverage: %.1f%% of statements%s", pct, rest)
 	if c.profile != "" {
+		prof, err := os.ReadFile(merged)
+		if err != nil {
+			return err
+		}
 		return os.WriteFile(c.profile, prof, 0o644)
 	}
 	return nil
@@ -192,44 +198,4 @@ func goTool(args ...string) (string, error) {
 		return "", fmt.Errorf("go tool %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
 	}
 	return out.String(), nil
-}
-
-// percent is the share of statements covered in a text profile, each block
-// counted once however many runs report it.
-func percent(prof []byte) (float64, error) {
-	type block struct{ stmts, hit int }
-	blocks := map[string]*block{}
-	sc := bufio.NewScanner(bytes.NewReader(prof))
-	for sc.Scan() {
-		l := sc.Text()
-		if strings.HasPrefix(l, "mode:") || l == "" {
-			continue
-		}
-		f := strings.Fields(l)
-		if len(f) != 3 {
-			return 0, fmt.Errorf("bad profile line %q", l)
-		}
-		n, err1 := strconv.Atoi(f[1])
-		hits, err2 := strconv.Atoi(f[2])
-		if err1 != nil || err2 != nil {
-			return 0, fmt.Errorf("bad profile line %q", l)
-		}
-		b := blocks[f[0]]
-		if b == nil {
-			b = &block{stmts: n}
-			blocks[f[0]] = b
-		}
-		b.hit += hits
-	}
-	total, hit := 0, 0
-	for _, b := range blocks {
-		total += b.stmts
-		if b.hit > 0 {
-			hit += b.stmts
-		}
-	}
-	if total == 0 {
-		return 0, nil
-	}
-	return 100 * float64(hit) / float64(total), nil
 }
