@@ -59,10 +59,12 @@ unit:
 # share of each package's statements that any test runs, the end-to-end
 # runs of the relay binary included (cmd/relay's tests build it with
 # -cover). Raw data stays in $(OUT)/covdata, the test output in
-# $(OUT)/cover.log.
+# $(OUT)/cover.log. TestMemoryBound is left out: its flood must reach
+# throughput figures that the instrumented binary misses about one run in
+# three, and RSS is no concern of coverage.
 cover:
 	@rm -rf $(OUT)/covdata && mkdir -p $(OUT)/covdata
-	@$(GO) test -count=1 -timeout 15m -cover -coverpkg=./... $(PKGS) -args -test.gocoverdir=$(abspath $(OUT)/covdata) >$(OUT)/cover.log 2>&1 \
+	@$(GO) test -count=1 -timeout 15m -cover -coverpkg=./... -skip '^TestMemoryBound$$' $(PKGS) -args -test.gocoverdir=$(abspath $(OUT)/covdata) >$(OUT)/cover.log 2>&1 \
 		|| { tail -40 $(OUT)/cover.log; exit 1; }
 	@$(GO) tool covdata percent -i=$(OUT)/covdata | sed 's/^[[:space:]]*//' | awk -F'[[:space:]]+' '{printf "%-55s %s\n", $$1, $$3}' | sort
 	@$(GO) tool covdata textfmt -i=$(OUT)/covdata -o=$(OUT)/cover.out && $(GO) tool cover -func=$(OUT)/cover.out | tail -1
