@@ -98,8 +98,8 @@ func (f guestFlag) Set(v string) error {
 }
 
 // parseConfig reads and checks the whole command line and the environment
-// without creating anything. A usage error (exit 2) is returned as such;
-// errHelp when --help was given.
+// without creating anything. Every error it returns is a usage error (exit
+// 2), except errHelp when --help was given.
 func parseConfig(prog string, args []string) (config, error) {
 	var c config
 	fs := newFlags(prog, &c)
@@ -108,23 +108,23 @@ func parseConfig(prog string, args []string) (config, error) {
 			return c, errHelp
 		}
 		// The flag package names flags with one dash; the help uses two.
-		return c, usageError{errors.New(singleDash.ReplaceAllString(err.Error(), "$1--$2"))}
+		return c, errors.New(singleDash.ReplaceAllString(err.Error(), "$1--$2"))
 	}
 	if fs.NArg() > 0 {
-		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if c.socket == "" || c.spec.Kind == 0 {
-		return c, usageError{errors.New("--socket and --guest are required")}
+		return c, errors.New("--socket and --guest are required")
 	}
 	if err := unixsock.CheckPath(c.socket); err != nil {
-		return c, usageError{fmt.Errorf("--socket: %w", err)}
+		return c, fmt.Errorf("--socket: %w", err)
 	}
 	if err := c.logLevel.UnmarshalText([]byte(os.Getenv("RELAY_LOG_LEVEL"))); err != nil && os.Getenv("RELAY_LOG_LEVEL") != "" {
-		return c, usageError{fmt.Errorf("RELAY_LOG_LEVEL=%q: want debug, info, warn or error", os.Getenv("RELAY_LOG_LEVEL"))}
+		return c, fmt.Errorf("RELAY_LOG_LEVEL=%q: want debug, info, warn or error", os.Getenv("RELAY_LOG_LEVEL"))
 	}
 	if c.debugAddr != "" {
 		if err := checkLoopback(c.debugAddr); err != nil {
-			return c, usageError{fmt.Errorf("--debug-addr: %w", err)}
+			return c, fmt.Errorf("--debug-addr: %w", err)
 		}
 	}
 	return c, nil
@@ -145,9 +145,3 @@ func checkLoopback(addr string) error {
 	}
 	return nil
 }
-
-// usageError is a bad command line or environment: exit 2.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }

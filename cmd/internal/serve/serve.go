@@ -55,8 +55,7 @@ func Main(prog string, impl Impl, args []string) int {
 		writeHelp(os.Stdout, prog)
 		return 0
 	}
-	var usage usageError
-	if errors.As(err, &usage) {
+	if err != nil { // a usage error: everything parseConfig finds is one
 		fmt.Fprintf(os.Stderr, "%s serve: %s\nRun '%s serve --help' for the flags.\n", prog, err, prog)
 		return 2
 	}
