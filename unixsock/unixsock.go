@@ -33,8 +33,17 @@ func CheckPath(path string) error {
 // CheckDir checks that only the server can change what dir holds: dir is a
 // directory owned by the effective uid or root, and neither group nor others
 // may write to it. Otherwise its owner or its writers could replace the
-// socket with their own and receive every client.
+// socket with their own and receive every client. For the same reason a
+// symbolic link as dir must be the server's or root's, and dir's parent must
+// not let others rename dir away (writable by them without the sticky bit,
+// as /tmp has it).
 func CheckDir(dir string) error {
+	euid := uint32(os.Geteuid())
+	if li, err := os.Lstat(dir); err == nil && li.Mode()&fs.ModeSymlink != 0 {
+		if uid := owner(li); uid != euid && uid != 0 {
+			return fmt.Errorf("socket directory %s is a symbolic link owned by uid %d, not by this process's uid %d or root; its owner could point it elsewhere", dir, uid, euid)
+		}
+	}
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return fmt.Errorf("socket directory: %w", err)
@@ -42,17 +51,34 @@ func CheckDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("socket directory %s is not a directory", dir)
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fmt.Errorf("socket directory %s: no owner information", dir)
-	}
-	if euid := uint32(os.Geteuid()); st.Uid != euid && st.Uid != 0 {
-		return fmt.Errorf("socket directory %s is owned by uid %d, not by this process's uid %d or root; use a directory you own", dir, st.Uid, euid)
+	if uid := owner(fi); uid != euid && uid != 0 {
+		return fmt.Errorf("socket directory %s is owned by uid %d, not by this process's uid %d or root; use a directory you own", dir, uid, euid)
 	}
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
 		return fmt.Errorf("socket directory %s is writable by group or others (mode %#o); use a private directory", dir, perm)
 	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	if parent := filepath.Dir(abs); parent != abs {
+		pi, err := os.Stat(parent)
+		if err != nil {
+			return fmt.Errorf("socket directory's parent: %w", err)
+		}
+		if pi.Mode().Perm()&0o022 != 0 && pi.Mode()&fs.ModeSticky == 0 {
+			return fmt.Errorf("%s, the parent of socket directory %s, is writable by group or others without the sticky bit (mode %#o); they could replace the directory", parent, dir, pi.Mode().Perm())
+		}
+	}
 	return nil
+}
+
+// owner is the uid owning the file fi describes.
+func owner(fi fs.FileInfo) uint32 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Uid
+	}
+	return ^uint32(0)
 }
 
 // Probe looks at what is at path. stale is true for a socket whose server

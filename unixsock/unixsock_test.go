@@ -77,7 +77,7 @@ func TestCheckDirOwnerAndMode(t *testing.T) {
 	if err := unixsock.CheckDir(other); err != nil {
 		t.Fatalf("root-owned 0755 directory refused: %v", err)
 	}
-	for _, mode := range []os.FileMode{0o775, 0o757, 0o1777} {
+	for _, mode := range []os.FileMode{0o775, 0o757, 0o777 | os.ModeSticky} {
 		if err := os.Chmod(other, mode); err != nil {
 			t.Fatal(err)
 		}
@@ -200,4 +200,49 @@ func TestProbeFullBacklog(t *testing.T) {
 	if stale, err := unixsock.Probe(sock); stale || !errors.Is(err, unixsock.ErrInUse) {
 		t.Fatalf("Probe with a full backlog: stale %v, %v", stale, err)
 	}
+}
+
+// TestCheckDirSwappable: a directory that is safe in itself is refused when
+// someone else could swap it: through a symbolic link they own, or by
+// renaming it in a parent they may write to. A sticky parent (/tmp) is
+// fine.
+func TestCheckDirSwappable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a link to another uid")
+	}
+	base := privateDir(t)
+	mine := filepath.Join(base, "mine")
+	if err := os.Mkdir(mine, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(mine, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := unixsock.CheckDir(link); err != nil {
+		t.Fatalf("our own link refused: %v", err)
+	}
+	if err := os.Lchown(link, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := unixsock.CheckDir(link); err == nil || !strings.Contains(err.Error(), "symbolic link owned by uid 65534") {
+		t.Fatalf("a link of uid 65534: %v", err)
+	}
+	if _, err := unixsock.Listen(filepath.Join(link, "agent.sock")); err == nil {
+		t.Fatal("Listen through a link of uid 65534")
+	}
+
+	for mode, ok := range map[os.FileMode]bool{0o777: false, 0o775: false, 0o777 | os.ModeSticky: true, 0o755: true} {
+		if err := os.Chmod(base, mode); err != nil {
+			t.Fatal(err)
+		}
+		err := unixsock.CheckDir(mine)
+		if ok && err != nil {
+			t.Fatalf("parent mode %v: %v", mode, err)
+		}
+		if !ok && (err == nil || !strings.Contains(err.Error(), "without the sticky bit")) {
+			t.Fatalf("parent mode %v: %v", mode, err)
+		}
+	}
+	os.Chmod(base, 0o700)
 }
