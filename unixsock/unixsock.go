@@ -35,8 +35,8 @@ func CheckPath(path string) error {
 // may write to it. Otherwise its owner or its writers could replace the
 // socket with their own and receive every client. For the same reason a
 // symbolic link as dir must be the server's or root's, and dir's parent must
-// not let others rename dir away (writable by them without the sticky bit,
-// as /tmp has it).
+// be theirs and not let others rename dir away (writable by them without
+// the sticky bit that /tmp has).
 func CheckDir(dir string) error {
 	euid := uint32(os.Geteuid())
 	if li, err := os.Lstat(dir); err == nil && li.Mode()&fs.ModeSymlink != 0 {
@@ -62,15 +62,46 @@ func CheckDir(dir string) error {
 		return fmt.Errorf("socket directory: %w", err)
 	}
 	if parent := filepath.Dir(abs); parent != abs {
-		pi, err := os.Stat(parent)
-		if err != nil {
-			return fmt.Errorf("socket directory's parent: %w", err)
-		}
-		if pi.Mode().Perm()&0o022 != 0 && pi.Mode()&fs.ModeSticky == 0 {
-			return fmt.Errorf("%s, the parent of socket directory %s, is writable by group or others without the sticky bit (mode %#o); they could replace the directory", parent, dir, pi.Mode().Perm())
-		}
+		return checkParent(parent, dir)
 	}
 	return nil
+}
+
+// checkParent checks that parent, which holds the socket directory dir (or
+// will once it is created), lets no one but the server or root rename dir
+// away: owned by one of them, and writable by no one else unless sticky.
+func checkParent(parent, dir string) error {
+	pi, err := os.Stat(parent)
+	if err != nil {
+		return fmt.Errorf("socket directory's parent: %w", err)
+	}
+	euid := uint32(os.Geteuid())
+	if uid := owner(pi); uid != euid && uid != 0 {
+		return fmt.Errorf("%s, the parent of socket directory %s, is owned by uid %d, not by this process's uid %d or root; its owner could replace the directory", parent, dir, uid, euid)
+	}
+	if pi.Mode().Perm()&0o022 != 0 && pi.Mode()&fs.ModeSticky == 0 {
+		return fmt.Errorf("%s, the parent of socket directory %s, is writable by group or others without the sticky bit (mode %#o); they could replace the directory", parent, dir, pi.Mode().Perm())
+	}
+	return nil
+}
+
+// checkMissing checks where a missing socket directory dir would be
+// created: the closest existing ancestor must pass checkParent.
+func checkMissing(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		if _, err := os.Stat(p); err == nil {
+			return checkParent(p, dir)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("socket directory: %w", err)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
 }
 
 // owner is the uid owning the file fi describes.
@@ -115,15 +146,16 @@ func Probe(path string) (stale bool, err error) {
 }
 
 // Check runs every test Listen makes, creating nothing: the path's length,
-// the directory's owner and mode if it exists (Listen creates a missing one
-// 0700, which passes), and that no live server holds the socket.
+// the directory's owner and mode if it exists, else those of the ancestor
+// Listen would create it in (0700, with its parents), and that no live
+// server holds the socket.
 func Check(path string) error {
 	if err := CheckPath(path); err != nil {
 		return err
 	}
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return checkMissing(dir)
 	}
 	if err := CheckDir(dir); err != nil {
 		return err
@@ -143,6 +175,11 @@ func Listen(path string) (int, error) {
 		return -1, err
 	}
 	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := checkMissing(dir); err != nil {
+			return -1, err
+		}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return -1, fmt.Errorf("socket directory: %w", err)
 	}

@@ -204,8 +204,8 @@ func TestProbeFullBacklog(t *testing.T) {
 
 // TestCheckDirSwappable: a directory that is safe in itself is refused when
 // someone else could swap it: through a symbolic link they own, or by
-// renaming it in a parent they may write to. A sticky parent (/tmp) is
-// fine.
+// renaming it in a parent they own or may write to. A sticky parent (/tmp)
+// is fine.
 func TestCheckDirSwappable(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to give a link to another uid")
@@ -244,5 +244,33 @@ func TestCheckDirSwappable(t *testing.T) {
 			t.Fatalf("parent mode %v: %v", mode, err)
 		}
 	}
-	os.Chmod(base, 0o700)
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// A parent of another uid, the directory existing or not.
+	theirs := filepath.Join(base, "theirs")
+	if err := os.Mkdir(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ours := filepath.Join(theirs, "ours")
+	if err := os.Mkdir(ours, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := unixsock.CheckDir(ours); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+		t.Fatalf("a directory in a parent of uid 65534: %v", err)
+	}
+	missing := filepath.Join(theirs, "new", "dir", "agent.sock")
+	if err := unixsock.Check(missing); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+		t.Fatalf("Check of a directory to be created in one of uid 65534: %v", err)
+	}
+	if _, err := unixsock.Listen(missing); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+		t.Fatalf("Listen in a directory to be created in one of uid 65534: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(theirs, "new")); !os.IsNotExist(err) {
+		t.Fatalf("directory created: %v", err)
+	}
 }
