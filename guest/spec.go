@@ -31,6 +31,10 @@ func (k Kind) String() string {
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
 
+// IsSocket reports whether the guest is reached over a socket (unix:,
+// vsock:) rather than running in the relay's process.
+func (s Spec) IsSocket() bool { return s.Kind == KindUnix || s.Kind == KindVsock }
+
 // A Spec is a parsed --guest flag.
 type Spec struct {
 	Kind Kind

@@ -3,56 +3,21 @@ package relay
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/agentrelay/agentrelay/reactor"
+	"github.com/agentrelay/agentrelay/unixsock"
 )
 
-// listen creates the clients' socket: non-blocking, close-on-exec, mode 0600
-// whatever the umask, in a directory nobody else may write to. The mode is
-// set between bind and listen, when no one can connect yet, so there is no
-// window in which the socket is open to others.
+// listen creates the clients' socket with the checks and modes that
+// unixsock.Listen gives every socket the project serves.
 func listen(path string) (int, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return -1, fmt.Errorf("relay: socket directory: %w", err)
-	}
-	st, err := os.Stat(dir)
+	fd, err := unixsock.Listen(path)
 	if err != nil {
-		return -1, fmt.Errorf("relay: socket directory: %w", err)
-	}
-	if perm := st.Mode().Perm(); perm&0o022 != 0 {
-		return -1, fmt.Errorf("relay: socket directory %s is writable by group or others (mode %#o); use a private directory", dir, perm)
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return -1, fmt.Errorf("relay: %s exists and is not a socket", path)
-		}
-		os.Remove(path) // a stale socket from an earlier run
-	}
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("relay: socket: %w", err)
-	}
-	fail := func(what string, err error) (int, error) {
-		unix.Close(fd)
-		os.Remove(path)
-		return -1, fmt.Errorf("relay: %s %s: %w", what, path, err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("relay: bind %s: %w", path, err)
-	}
-	if err := unix.Chmod(path, 0o600); err != nil {
-		return fail("chmod", err)
-	}
-	if err := unix.Listen(fd, 128); err != nil {
-		return fail("listen", err)
+		return -1, fmt.Errorf("relay: %w", err)
 	}
 	return fd, nil
 }
@@ -242,7 +207,7 @@ func (r *Relay) disconnect(c *conn, reason string, err error) {
 	}
 	c.out.release()
 	attrs := []any{"slot", c.slot, "reason", reason, "sessions_killed", killed,
-		"connected_for", r.loop.Now().Sub(c.since).Round(time.Millisecond), "pid", c.peerPID}
+		"connected_for", r.loop.Now().Sub(c.since).Round(time.Millisecond), "uid", c.peerUID, "pid", c.peerPID}
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}

@@ -71,6 +71,7 @@ func (r *Relay) guestEnd() {
 		return
 	}
 	r.guestEnded = true
+	r.stats.guestEnded.Store(1)
 	if r.g.partial() {
 		r.log.Warn("guest stream ended mid-frame; partial frame discarded")
 	}
@@ -87,6 +88,9 @@ func (r *Relay) route(f frame.Frame) bool {
 		r.stats.quarantineDrops.Add(1)
 		r.logDrop("quarantined session", f)
 		if terminal {
+			if s.exec {
+				r.logExecEnd(f, s)
+			}
 			r.endSession(f.ID)
 		}
 		return true
@@ -113,6 +117,9 @@ func (r *Relay) route(f frame.Frame) bool {
 			r.tap(f, s)
 		}
 		if terminal {
+			if s.exec {
+				r.logExecEnd(f, s)
+			}
 			r.endSession(f.ID)
 		}
 	}

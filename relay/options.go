@@ -15,7 +15,9 @@ import (
 // each field.
 type Options struct {
 	// Socket is the path of the clients' Unix socket. Its directory is
-	// created 0700 if missing and must not be writable by group or others.
+	// created 0700 if missing and must be owned by the relay's euid or root
+	// and not writable by group or others; a socket a live relay serves is
+	// never taken over (unixsock.Listen).
 	Socket string
 	// Guest is the guest's console as a connected stream socket: QEMU's
 	// chardev or a hybrid vsock connection after its CONNECT exchange. The

@@ -194,6 +194,10 @@ func New(opt Options) (*Relay, error) {
 	return r, nil
 }
 
+// GuestEnded reports whether the guest's stream has ended (its EOF or an
+// error, or it stopped reading). Safe from any goroutine.
+func (r *Relay) GuestEnded() bool { return r.stats.guestEnded.Load() != 0 }
+
 // Shutdowns delivers a value each time a client's core.shutdown has been
 // forwarded to the guest: the owner should begin drain escalation (the guest
 // is expected to power off; force teardown if it does not).

@@ -41,6 +41,10 @@ func (r *Relay) openSession(c *conn, f frame.Frame) bool {
 	}
 	r.stats.sessionsOpened.Add(1)
 	r.stats.sessionsActive.Store(uint64(r.sess.len()))
+	if exec {
+		s, _ := r.sess.get(f.ID)
+		r.logExecStart(c, f, s)
+	}
 	return true
 }
 

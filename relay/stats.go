@@ -21,6 +21,7 @@ type counters struct {
 	shutdowns, logDrops            atomic.Uint64
 	slots, handshake               atomic.Uint64
 	inputStarved, sessionsRefused  atomic.Uint64
+	guestEnded                     atomic.Uint32
 }
 
 // Stats is a snapshot of a relay's counters.

@@ -2,7 +2,7 @@
 // relay (package bench/baseline) behind the same command line as
 // `relay serve`, for benchmarks. It is not a production binary.
 //
-//	relay-baseline [serve] --socket PATH --guest SPEC [--exec-log DIR] [--ready-timeout DUR] [--debug-addr ADDR]
+//	relay-baseline [serve] --socket PATH --guest SPEC [flags]   (relay-baseline --help lists them)
 package main
 
 import (

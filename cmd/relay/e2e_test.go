@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +26,8 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	cov := startCover()
 	dir, err := os.MkdirTemp("", "relaybin")
 	if err != nil {
 		panic(err)
@@ -34,12 +37,13 @@ func TestMain(m *testing.M) {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
+	args = append(args, cov.buildArgs()...)
 	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build relay: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := cov.run(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -92,13 +96,24 @@ func startRelay(t *testing.T, args ...string) *proc {
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
+		p.stop()
 		if t.Failed() {
 			t.Logf("relay output:\n%s", p.stderr.String())
 		}
 	})
 	return p
+}
+
+// stop ends the relay: SIGTERM, so that a coverage build writes its
+// counters, and SIGKILL if it has not exited within 3 s.
+func (p *proc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(3 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
 }
 
 // waitSocket waits until the relay accepts connections.
@@ -428,7 +443,7 @@ func TestSocketModeAndDebugEndpoint(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"relay_frames_to_guest 1", "relay_frames_to_client 1", "relay_clients_accepted 2", "go_goroutines"} {
+	for _, want := range []string{"relay_to_guest_frames_total 1", "relay_to_client_frames_total 1", "relay_clients_accepted_total 2", "go_goroutines"} {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("/metrics lacks %q:\n%s", want, body)
 		}

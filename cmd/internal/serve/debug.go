@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"expvar"
-	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -19,20 +19,10 @@ import (
 	"github.com/agentrelay/agentrelay/execlog"
 )
 
-// serveDebug serves pprof, expvar (with memstats), the relay's counters as
-// JSON (/stats) and as Prometheus text (/metrics) on a loopback address.
-func serveDebug(addr string, srv Server, xl *execlog.Writer) (string, func(), error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", nil, fmt.Errorf("--debug-addr: %w", err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return "", nil, fmt.Errorf("--debug-addr %s: must be a loopback address", addr)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", nil, fmt.Errorf("--debug-addr: %w", err)
-	}
+// serveDebug serves, on ln (a loopback listener bound at start-up), pprof,
+// expvar (with memstats), the relay's counters as JSON (/stats) and as
+// Prometheus text (/metrics), and /healthz.
+func serveDebug(log *slog.Logger, ln net.Listener, srv Server, xl *execlog.Writer, h *health) (stop func()) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -46,20 +36,20 @@ func serveDebug(addr string, srv Server, xl *execlog.Writer) (string, func(), er
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&statsCollector{srv: srv, xl: xl})
+		&statsCollector{srv: srv, xl: xl}, buildInfo())
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/healthz", h)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Println("debug server:", err)
+			log.Error("debug endpoint stopped", "err", err)
 		}
 	}()
-	stop := func() {
+	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		hs.Shutdown(ctx)
 	}
-	return ln.Addr().String(), stop, nil
 }
 
 // snapshot flattens the relay's and exec.log's counters into name → value,
@@ -83,41 +73,4 @@ func flatten(m map[string]uint64, prefix string, v any) {
 			m[prefix+rv.Type().Field(i).Name] = uint64(f.Int())
 		}
 	}
-}
-
-// statsCollector reads the counters at scrape time; the relay's loop only
-// ever writes plain atomics.
-type statsCollector struct {
-	srv Server
-	xl  *execlog.Writer
-}
-
-func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	prometheus.DescribeByCollect(c, ch)
-}
-
-func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
-	for name, v := range snapshot(c.srv, c.xl) {
-		kind := prometheus.CounterValue
-		if name == "ClientsActive" || name == "SessionsActive" {
-			kind = prometheus.GaugeValue
-		}
-		desc := prometheus.NewDesc("relay_"+snake(name), "relay counter "+name, nil, nil)
-		ch <- prometheus.MustNewConstMetric(desc, kind, float64(v))
-	}
-}
-
-func snake(s string) string {
-	var b []byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'A' && c <= 'Z' {
-			if i > 0 && !(s[i-1] >= 'A' && s[i-1] <= 'Z') {
-				b = append(b, '_')
-			}
-			c += 'a' - 'A'
-		}
-		b = append(b, c)
-	}
-	return string(b)
 }

@@ -3,7 +3,6 @@ package serve
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,11 +12,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/agentrelay/agentrelay/client"
 	"github.com/agentrelay/agentrelay/execlog"
 	"github.com/agentrelay/agentrelay/guest"
 	"github.com/agentrelay/agentrelay/relay"
 	"github.com/agentrelay/agentrelay/ring"
+	"github.com/agentrelay/agentrelay/unixsock"
 )
 
 // Server is the embedding API both relay implementations offer.
@@ -50,51 +49,54 @@ type Impl struct {
 var Reactor = Impl{Name: "reactor", New: func(o relay.Options) (Server, error) { return relay.New(o) }, BoundedMemory: true, GuestSocket: true}
 
 // Main runs the serve subcommand of the binary prog with impl and returns
-// its exit code.
+// its exit code: 0 after a clean stop, 2 for a bad command line or
+// environment, 1 when the relay cannot start or fails. Everything that can
+// be checked is checked, and the debug listener bound, before anything is
+// created, so a failed start leaves nothing behind.
 func Main(prog string, impl Impl, args []string) int {
-	fs := flag.NewFlagSet(prog+" serve", flag.ContinueOnError)
-	socket := fs.String("socket", client.DefaultSocket(), "path of the clients' Unix socket (created 0600); default: $RELAY_SOCKET, else $XDG_RUNTIME_DIR/agentrelay/agent.sock, else /run/agentrelay/agent.sock")
-	guestSpec := fs.String("guest", "", "guest console: unix:PATH | vsock:PATH:PORT | echo | builtin")
-	execLog := fs.String("exec-log", "", "directory for exec.log (off if empty)")
-	readyTimeout := 60 * time.Second
-	fs.Var(DurationFlag{&readyTimeout}, "ready-timeout", "how long to wait for core.ready: seconds (60) or a duration (1500ms)")
-	debugAddr := fs.String("debug-addr", "", "serve pprof, expvar and counters on this loopback address")
-	if err := fs.Parse(args); err != nil {
+	c, err := parseConfig(prog, args)
+	if errors.Is(err, errHelp) {
+		writeHelp(os.Stdout, prog)
+		return 0
+	}
+	if err != nil { // a usage error: everything parseConfig finds is one
+		fmt.Fprintf(os.Stderr, "%s serve: %s\nRun '%s serve --help' for the flags.\n", prog, err, prog)
 		return 2
 	}
-	if *socket == "" || *guestSpec == "" || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, prog+" serve: --socket and --guest are required")
-		fs.Usage()
-		return 2
+	if err := unixsock.Check(c.socket); err != nil {
+		fmt.Fprintf(os.Stderr, "%s serve: %v\n", prog, err)
+		return 1
 	}
-	spec, err := guest.ParseSpec(*guestSpec)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s serve: --guest: %v\n", prog, err)
-		return 2
+	var debugLn net.Listener
+	if c.debugAddr != "" {
+		if debugLn, err = net.Listen("tcp", c.debugAddr); err != nil {
+			fmt.Fprintf(os.Stderr, "%s serve: --debug-addr: %v\n", prog, err)
+			return 1
+		}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
+	hopts := &slog.HandlerOptions{Level: c.logLevel}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
+	if c.logFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, hopts)
+	}
+	log := slog.New(h)
 	slog.SetDefault(log)
 	blocked := 2 // the reactor and an in-process guest or pump
-	if impl.GuestSocket && (spec.Kind == guest.KindUnix || spec.Kind == guest.KindVsock) {
+	if impl.GuestSocket && c.spec.IsSocket() {
 		blocked = 0
 	}
 	reserveProcs(blocked)
-	if err := run(log, *socket, spec, *execLog, readyTimeout, *debugAddr, impl); err != nil {
+	if err := run(log, c, debugLn, impl); err != nil {
 		log.Error("relay failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func logLevel() slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(os.Getenv("RELAY_LOG_LEVEL"))); err != nil {
-		return slog.LevelInfo
+func run(log *slog.Logger, c config, debugLn net.Listener, impl Impl) error {
+	if debugLn != nil {
+		defer debugLn.Close() // if serveDebug never takes it over
 	}
-	return l
-}
-
-func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, readyTimeout time.Duration, debugAddr string, impl Impl) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
@@ -120,17 +122,19 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 		}
 	}()
 
-	opts := relay.Options{Socket: socket, Logger: log, ReadyTimeout: readyTimeout}
+	opts := relay.Options{Socket: c.socket, Logger: log, ReadyTimeout: c.readyTimeout, Handshake: c.handshake,
+		AllowUIDs: c.allowUIDs, AcceptWait: c.acceptWait, ClientBuffer: c.clientBuffer, QuarantineTimeout: c.quarantineTimeout,
+		OutputBudget: c.outputBudget}
 	var console *ring.Console
-	if impl.GuestSocket && (spec.Kind == guest.KindUnix || spec.Kind == guest.KindVsock) {
+	if impl.GuestSocket && c.spec.IsSocket() {
 		// The fd port: the relay serves the guest's socket from its loop.
-		dctx, dcancel := context.WithTimeout(readyCtx, readyTimeout)
-		f, err := guest.DialFile(dctx, spec)
+		dctx, dcancel := context.WithTimeout(readyCtx, c.readyTimeout)
+		f, err := guest.DialFile(dctx, c.spec)
 		dcancel()
 		if err != nil {
-			return fmt.Errorf("guest %s: %w", spec, err)
+			return fmt.Errorf("guest %s: %w", c.spec, err)
 		}
-		log.Info("guest console connected", "guest", spec.String())
+		log.Info("guest console connected", "guest", c.spec.String())
 		opts.Guest = f
 	} else {
 		var err error
@@ -142,9 +146,9 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 	}
 
 	var xl *execlog.Writer
-	if execLogDir != "" {
+	if c.execLog != "" {
 		var err error
-		if xl, err = execlog.Open(execLogDir, execlog.Options{}); err != nil {
+		if xl, err = execlog.Open(c.execLog, execlog.Options{}); err != nil {
 			return err
 		}
 		opts.ExecLog = xl
@@ -159,13 +163,13 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 	if err != nil {
 		return err
 	}
-	log.Info("relay starting", "impl", impl.Name, "socket", socket, "guest", spec.String(), "exec_log", execLogDir)
+	log.Info("relay starting", "impl", impl.Name, "socket", c.socket, "guest", c.spec.String(), "exec_log", c.execLog)
 	if impl.BoundedMemory {
 		setMemoryLimit(log, opts, xl)
 	}
 
 	if console != nil {
-		go func() { guestDone <- startGuest(ctx, log, spec, console, readyTimeout) }()
+		go func() { guestDone <- startGuest(ctx, log, c.spec, console, c.readyTimeout) }()
 		defer func() {
 			// The relay is gone: tell an in-process guest there is nothing
 			// more to read, and wait for it briefly.
@@ -178,20 +182,19 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 		}()
 	}
 
-	if debugAddr != "" {
-		addr, stop, err := serveDebug(debugAddr, srv, xl)
-		if err != nil {
-			return err
-		}
+	hl := newHealth(guestEnded(console, srv))
+	if debugLn != nil {
+		stop := serveDebug(log, debugLn, srv, xl, hl)
 		defer stop()
-		log.Info("debug endpoint", "addr", addr)
+		log.Info("debug endpoint", "addr", debugLn.Addr().String())
 	}
 
 	err = srv.WaitReady(readyCtx)
 	readyCancel()
 	if err != nil {
+		hl.set("guest never became ready")
 		srv.Stop()
-		os.Remove(socket)
+		os.Remove(c.socket)
 		return err
 	}
 
@@ -201,9 +204,11 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 			select {
 			case s := <-sigs:
 				log.Info("signal received; stopping", "signal", s.String())
+				hl.set("relay stopping")
 				srv.Stop()
 			case <-srv.Shutdowns():
 				log.Info("core.shutdown forwarded to the guest; waiting for its stream to end", "deadline", shutdownDrain)
+				hl.set("guest shutting down")
 				if drain == nil {
 					drain = time.After(shutdownDrain)
 				}
@@ -216,7 +221,9 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 		}
 	}()
 
+	hl.set("")
 	err = srv.Run(ctx)
+	hl.set("relay stopped")
 	if errors.Is(err, relay.ErrGuestClosed) {
 		log.Info("guest stream ended; relay exiting")
 		err = nil
@@ -225,6 +232,18 @@ func run(log *slog.Logger, socket string, spec guest.Spec, execLogDir string, re
 	log.Info("relay stopped", "frames_to_guest", st.FramesToGuest, "frames_to_client", st.FramesToClient,
 		"clients", st.ClientsAccepted, "evictions", st.Evictions, "protocol_errors", st.ProtocolErrors)
 	return err
+}
+
+// guestEnded tells whether the guest stream has ended: the console's Tx is
+// closed, or, on the fd port, the relay says so.
+func guestEnded(console *ring.Console, srv Server) func() bool {
+	if console != nil {
+		return console.Tx.Closed
+	}
+	if g, ok := srv.(interface{ GuestEnded() bool }); ok {
+		return g.GuestEnded
+	}
+	return func() bool { return false }
 }
 
 // MemoryHeadroom is what the memory limit allows above the relay's and
