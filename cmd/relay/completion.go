@@ -48,6 +48,13 @@ var completionSpec = []struct {
 		{[]string{"--exec-log"}, "dir", "directory for exec.log", false},
 		{[]string{"--ready-timeout"}, "word", "how long to wait for core.ready", false},
 		{[]string{"--debug-addr"}, "word", "loopback address for pprof, counters and metrics", false},
+		{[]string{"--log-format"}, "word", "text or json", false},
+		{[]string{"--allow-uid"}, "word", "a peer uid allowed to connect", false},
+		{[]string{"--accept-wait"}, "word", "how long a connection waits for a slot", false},
+		{[]string{"--client-buffer"}, "word", "bound of each client's output buffer", false},
+		{[]string{"--output-budget"}, "word", "bound of all clients' output buffers", false},
+		{[]string{"--quarantine-timeout"}, "word", "how long a departed client's sessions stay quarantined", false},
+		{[]string{"--handshake"}, "word", "auto, 0.4 or 0.5", false},
 		{[]string{"-h", "--help"}, "", "print help", false},
 	}},
 	{"exec", []compFlag{

@@ -345,9 +345,16 @@ func TestClientBufferFlag(t *testing.T) {
 		t.Fatalf("no bound_mib:\n%s", p.stderr.String())
 		return 0
 	}
-	def, big := bound(), bound("--client-buffer", "16MiB")
-	if big-def != 16*8 {
-		t.Fatalf("memory bound %d MiB with 16 MiB client buffers, %d MiB with the default 8 MiB: want 128 MiB more", big, def)
+	// Clients' buffers are bounded together by --output-budget: a larger
+	// per-client bound within it costs nothing more, a larger budget does.
+	def, big, budget := bound(), bound("--client-buffer", "16MiB"), bound("--output-budget", "128MiB")
+	if big != def || budget-def != 64 {
+		t.Fatalf("memory bound %d MiB by default, %d MiB with 16 MiB client buffers (want the same), %d MiB with a 128 MiB output budget (want 64 MiB more)", def, big, budget)
+	}
+	// A client bound past the budget is a usage error.
+	p := startRelay(t, "--guest", "echo", "--client-buffer", "100MiB")
+	if code := p.wait(t, 10*time.Second); code != 2 || !strings.Contains(p.stderr.String(), "--output-budget") {
+		t.Fatalf("--client-buffer above --output-budget: exit %d\n%s", code, p.stderr.String())
 	}
 }
 
