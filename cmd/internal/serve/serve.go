@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentrelay/agentrelay/agent"
 	"github.com/agentrelay/agentrelay/execlog"
 	"github.com/agentrelay/agentrelay/guest"
 	"github.com/agentrelay/agentrelay/relay"
@@ -228,8 +229,8 @@ func startGuest(ctx context.Context, log *slog.Logger, spec guest.Spec, c *ring.
 	case guest.KindEcho:
 		return guest.Echo(ctx, c, guest.DefaultReady())
 	case guest.KindBuiltin:
-		log.Warn(guest.Warning)
-		return guest.NewAgent(c, guest.AgentOptions{}).Run(ctx)
+		log.Warn(agent.Warning)
+		return agent.New(agent.Options{}).ServeConsole(ctx, c)
 	case guest.KindUnix, guest.KindVsock:
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		defer cancel()

@@ -1,34 +1,36 @@
-package guest
+package agent
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/agentrelay/agentrelay/frame"
-	"github.com/agentrelay/agentrelay/ring"
 )
 
-// Warning is what a binary running the builtin guest should log: the Agent
-// is a stand-in for the guest agent, not a sandbox.
+// Warning is what a binary serving the agent in host-process mode (the
+// relay's builtin guest) should log: there the agent is a stand-in for a
+// guest, not a sandbox.
 const Warning = "builtin guest: commands run as host processes with the relay's privileges; it offers no isolation"
 
-// Defaults for AgentOptions.
+// Defaults for Options.
 const (
 	DefaultShutdownGrace = 2 * time.Second
 	DefaultOutputGrace   = 250 * time.Millisecond
 )
 
 // OutputChunk is the largest data a core.exec.stdout, core.exec.stderr or
-// core.fs.data frame from the Agent carries.
+// core.fs.data frame from the agent carries.
 const OutputChunk = 64 << 10
 
-// AgentOptions configure an Agent. The zero value is ready to use.
-type AgentOptions struct {
-	// Ready is the core.ready frame sent first; empty means DefaultReady().
+// Options configure an Agent. The zero value is ready to use.
+type Options struct {
+	// Ready is the core.ready frame sent first on every connection;
+	// empty means DefaultReady().
 	Ready []byte
 	// Env is the base environment of every command; nil means DefaultEnv
 	// for the target user. A request's env entries are laid over it, the
@@ -44,15 +46,48 @@ type AgentOptions struct {
 	// after that is not streamed, so that core.exec.exited is not held
 	// back for ever.
 	OutputGrace time.Duration
+	// Reaper collects the commands' exit statuses; nil means a
+	// HostReaper. A process that reaps every child (PID 1) must pass its
+	// InitReaper, or the two would race for the statuses.
+	Reaper Reaper
 }
 
-// An Agent is the builtin guest: an in-process stand-in for the guest agent
-// (agentd) that speaks the protocol over a ring.Console.
+// DefaultReady returns a core.ready frame with plausible boot timings (a
+// microVM that booted in 118 ms), for agents that did not boot anything.
+func DefaultReady() []byte {
+	b, err := frame.AppendMessage(nil, 0, frame.TypeReady, frame.Ready{
+		BootTimeNs:  118_000_000,
+		InitTimeNs:  4_200_000,
+		ReadyTimeNs: 122_500_000,
+	})
+	if err != nil {
+		panic("agent: encode core.ready: " + err.Error()) // fixed input: cannot happen
+	}
+	return b
+}
+
+// A Conn is one host connection: the byte stream the protocol's frames
+// travel on. Read returns host→guest bytes and io.EOF when the host hung
+// up; Write takes guest→host bytes, whole or failing. The agent calls Write
+// from several goroutines, one at a time, and Read from one.
+type Conn interface {
+	io.Reader
+	io.Writer
+	// Close makes blocked and later Reads and Writes fail at once. It
+	// ends this connection only, not the device under it.
+	Close() error
+}
+
+// An Agent is the guest agent: it runs exec and file-system requests and
+// speaks the protocol to one host connection at a time (Serve). agentd runs
+// it as a VM's init on a virtio-serial port; the relay's builtin guest runs
+// it in-process on a ring.Console (ServeConsole).
 //
-// IT RUNS COMMANDS AS HOST PROCESSES, with the privileges of the process
-// that runs it, and its file-system operations touch the host's file
-// system. It isolates nothing; it exists so that the relay can be run and
-// tested without a microVM. Log Warning when using it.
+// In the builtin guest IT RUNS COMMANDS AS HOST PROCESSES, with the
+// privileges of the process that runs it, and its file-system operations
+// touch the host's file system. There it isolates nothing; it exists so
+// that the relay can be run and tested without a microVM. Log Warning
+// when using it that way.
 //
 // What it does per message:
 //
@@ -62,10 +97,10 @@ type AgentOptions struct {
 //   - core.exec.stdin, core.exec.signal, core.exec.resize: deliver to the
 //     session with that id; frames for unknown ids are ignored.
 //   - core.fs.request: Stat, List, Read, Write, Mkdir, Remove, RemoveDir,
-//     Copy, Rename on the host file system. Read streams core.fs.data
-//     chunks of up to 1 MiB, then core.fs.response; Write takes
-//     core.fs.data chunks until an empty one, then responds. Errors read
-//     as Rust's io::Error ("No such file or directory (os error 2)").
+//     Copy, Rename. Read streams core.fs.data chunks of up to 1 MiB, then
+//     core.fs.response; Write takes core.fs.data chunks until an empty
+//     one, then responds. Errors read as Rust's io::Error ("No such file
+//     or directory (os error 2)").
 //   - core.shutdown: SIGTERM every session, SIGKILL what is left after
 //     ShutdownGrace, and stop.
 //
@@ -73,9 +108,9 @@ type AgentOptions struct {
 //
 //   - cmd is looked up in the PATH of the command's own environment
 //     (execvp rules); args follow it, argv[0] is cmd as given.
-//   - The environment is AgentOptions.Env (or DefaultEnv) with the
-//     request's entries laid over it, the request winning per key.
-//   - cwd defaults to the relay's working directory; a missing or
+//   - The environment is Options.Env (or DefaultEnv) with the request's
+//     entries laid over it, the request winning per key.
+//   - cwd defaults to the agent's working directory; a missing or
 //     non-directory cwd fails with bad_cwd before anything is started.
 //   - user (NAME, UID, NAME:GROUP or UID:GID) switches uid, gid and
 //     supplementary groups, which needs root; it is otherwise honoured only
@@ -96,74 +131,87 @@ type AgentOptions struct {
 //     background process that keeps the output open after the command
 //     exits is given OutputGrace of silence, then the session ends
 //     without it.
+//   - When the connection ends, its sessions are killed (SIGKILL to their
+//     process groups) and their remaining output is dropped: nothing owed
+//     to one host reaches the next.
 type Agent struct {
-	c    *ring.Console
-	opts AgentOptions
-
-	stop *stopper // set by Run; fires on ctx end and when Run finishes
-
-	// wmu serialises whole frames into Tx: Tx has one producer at a
-	// time, and frames must not interleave. wbuf is the encode buffer.
-	wmu  sync.Mutex
-	wbuf []byte
-
-	mu       sync.Mutex
-	sessions map[uint32]*session
-
-	// writes are fs Write requests awaiting their data; only Run's
-	// goroutine touches them.
-	writes map[uint32]*fsWrite
-
-	wg sync.WaitGroup // every goroutine the Agent started
+	opts Options
 }
 
-// NewAgent returns an Agent that will serve c once Run is called.
-func NewAgent(c *ring.Console, opts AgentOptions) *Agent {
+// New returns an Agent; it serves nothing until Serve is called.
+func New(opts Options) *Agent {
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = DefaultShutdownGrace
 	}
 	if opts.OutputGrace <= 0 {
 		opts.OutputGrace = DefaultOutputGrace
 	}
-	return &Agent{
-		c:        c,
-		opts:     opts,
+	if opts.Reaper == nil {
+		opts.Reaper = HostReaper{}
+	}
+	if len(opts.Ready) == 0 {
+		opts.Ready = DefaultReady()
+	}
+	return &Agent{opts: opts}
+}
+
+// ErrCorruptStream is returned by Serve when the host's byte stream does
+// not frame: the frame boundary is lost and nothing after it can be
+// trusted.
+var ErrCorruptStream = errors.New("agent: corrupt host stream")
+
+// ErrShutdown is returned by Serve when the host sent core.shutdown.
+var ErrShutdown = errors.New("agent: shutdown requested")
+
+// A server is the agent on one connection: its sessions and pending
+// writes live and die with it.
+type server struct {
+	opts Options
+	conn Conn
+
+	// wmu serialises whole frames onto conn: frames must not
+	// interleave. wbuf is the encode buffer. stopped, under wmu, makes
+	// every later send fail without touching conn.
+	wmu     sync.Mutex
+	wbuf    []byte
+	stopped bool
+
+	mu       sync.Mutex
+	sessions map[uint32]*session
+
+	// writes are fs Write requests awaiting their data; only Serve's
+	// goroutine touches them.
+	writes map[uint32]*fsWrite
+
+	wg sync.WaitGroup // every goroutine the server started
+}
+
+// Serve sends the ready frame on conn, then serves host frames until the
+// host hangs up (nil), core.shutdown arrives (ErrShutdown), or ctx ends
+// (ctx.Err()). On the first two, sessions are signalled (SIGKILL for a
+// hang-up, SIGTERM then SIGKILL for shutdown) and Serve waits for them,
+// sending what they still write while conn takes it; on ctx's end they are
+// killed and their remaining frames are not sent. Either way every
+// goroutine Serve started has ended, and conn is closed, when Serve
+// returns. Serve may be called again, with a new connection, once it has
+// returned.
+func (ag *Agent) Serve(ctx context.Context, conn Conn) error {
+	a := &server{
+		opts:     ag.opts,
+		conn:     conn,
 		sessions: make(map[uint32]*session),
 		writes:   make(map[uint32]*fsWrite),
 	}
-}
+	defer conn.Close()
+	// Closing conn is what interrupts a Read or Write blocked in it.
+	stop := context.AfterFunc(ctx, func() { a.stopWrites() })
+	defer stop()
 
-// ErrCorruptStream is returned by Run when the host's byte stream does not
-// frame: the frame boundary is lost and nothing after it can be trusted.
-var ErrCorruptStream = errors.New("guest: corrupt host stream")
-
-// Run sends the ready frame, then serves host frames from Rx until the host
-// closes Rx (nil), core.shutdown arrives (nil), or ctx ends (ctx.Err()). On
-// the first two, sessions are signalled (SIGKILL for a closed Rx, SIGTERM
-// then SIGKILL for shutdown) and Run waits for them; on ctx's end they are
-// killed and their remaining frames are not sent. Either way every
-// goroutine the Agent started has ended when Run returns, and Run has
-// closed Tx for writing and Rx for reading. Run may be called once.
-func (a *Agent) Run(ctx context.Context) error {
-	s, err := newStopper(ctx)
-	if err != nil {
-		return err
-	}
-	a.stop = s
-	defer s.Close()
-	defer a.c.Rx.CloseRead()
-	defer a.c.Tx.CloseWrite()
-
-	ready := a.opts.Ready
-	if len(ready) == 0 {
-		ready = DefaultReady()
-	}
-	if err := a.sendRaw(ready); err != nil {
+	if err := a.sendRaw(a.opts.Ready); err != nil {
 		return a.end(ctx, syscall.SIGKILL, 0, err)
 	}
 
 	sc := frame.NewScanner(0)
-	rx := a.c.Rx
 	for {
 		for {
 			f, err := sc.Next()
@@ -174,31 +222,40 @@ func (a *Agent) Run(ctx context.Context) error {
 				return a.end(ctx, syscall.SIGKILL, a.opts.OutputGrace, fmt.Errorf("%w: %w", ErrCorruptStream, err))
 			}
 			if a.dispatch(f) {
-				return a.end(ctx, syscall.SIGTERM, a.opts.ShutdownGrace, nil)
+				return a.end(ctx, syscall.SIGTERM, a.opts.ShutdownGrace, ErrShutdown)
 			}
 		}
-		n, err := rx.TryRead(sc.Space())
+		n, err := conn.Read(sc.Space())
 		sc.Commit(n)
 		if n > 0 {
 			continue
 		}
-		if err != nil { // io.EOF: the host closed Rx
+		if errors.Is(err, io.EOF) {
 			if sc.Buffered() > 0 {
 				err = fmt.Errorf("%w: %d bytes of a partial frame at the end", ErrCorruptStream, sc.Buffered())
 				return a.end(ctx, syscall.SIGKILL, a.opts.OutputGrace, err)
 			}
 			return a.end(ctx, syscall.SIGKILL, a.opts.OutputGrace, nil)
 		}
-		if err := s.waitData(rx); err != nil {
-			return a.end(ctx, syscall.SIGKILL, 0, err)
+		if err != nil {
+			return a.end(ctx, syscall.SIGKILL, 0, fmt.Errorf("agent: read from host: %w", err))
 		}
 	}
+}
+
+// stopWrites makes every pending and later send fail: the connection is
+// closed, so a Write blocked in it returns.
+func (a *server) stopWrites() {
+	a.wmu.Lock()
+	a.stopped = true
+	a.wmu.Unlock()
+	a.conn.Close()
 }
 
 // end stops every session with sig, gives them grace to finish (and send
 // their last frames), then kills what is left, cancels pending Tx writes and
 // waits for every goroutine.
-func (a *Agent) end(ctx context.Context, sig syscall.Signal, grace time.Duration, err error) error {
+func (a *server) end(ctx context.Context, sig syscall.Signal, grace time.Duration, err error) error {
 	for _, w := range a.writes {
 		w.abort()
 	}
@@ -207,16 +264,13 @@ func (a *Agent) end(ctx context.Context, sig syscall.Signal, grace time.Duration
 		a.signalAll(syscall.SIGKILL)
 		waitFor(&a.wg, a.opts.OutputGrace)
 	}
-	// Whatever is still running is blocked on a Tx nobody reads or on a
-	// process that ignores SIGKILL's aftermath (output held open): stop
-	// the Tx writes; sessions end within OutputGrace of their exit.
-	a.stop.Stop()
+	// Whatever is still running is blocked on a connection nobody reads
+	// or on output a background process holds open: stop the writes;
+	// sessions end within OutputGrace of their exit.
+	a.stopWrites()
 	a.wg.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
-	}
-	if errors.Is(err, errStopped) || errors.Is(err, ring.ErrClosed) {
-		return fmt.Errorf("guest: builtin: relay stopped reading the console: %w", ring.ErrClosed)
 	}
 	return err
 }
@@ -241,7 +295,7 @@ func waitFor(wg *sync.WaitGroup, d time.Duration) bool {
 // dispatch handles one host frame and reports whether it was core.shutdown.
 // The frame is a view into the scanner's buffer: whatever outlives this
 // call is copied.
-func (a *Agent) dispatch(f frame.Frame) (shutdown bool) {
+func (a *server) dispatch(f frame.Frame) (shutdown bool) {
 	m, err := frame.DecodeFrame(f)
 	if err != nil {
 		// Unknown garbage inside a well-formed frame: the agent cannot
@@ -299,13 +353,13 @@ func (a *Agent) dispatch(f frame.Frame) (shutdown bool) {
 	return false
 }
 
-func (a *Agent) session(id uint32) *session {
+func (a *server) session(id uint32) *session {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.sessions[id]
 }
 
-func (a *Agent) signalAll(sig syscall.Signal) {
+func (a *server) signalAll(sig syscall.Signal) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, s := range a.sessions {
@@ -314,9 +368,10 @@ func (a *Agent) signalAll(sig syscall.Signal) {
 }
 
 // send encodes and writes one whole frame. Any goroutine; frames never
-// interleave and are never dropped: a full Tx makes the sender wait. It
-// fails only once the relay stopped reading or the Agent is stopping.
-func (a *Agent) send(id uint32, t frame.Type, payload any) error {
+// interleave and are never dropped: a connection that does not take them
+// makes the sender wait. It fails only once the host is gone or the
+// connection is being closed.
+func (a *server) send(id uint32, t frame.Type, payload any) error {
 	a.wmu.Lock()
 	defer a.wmu.Unlock()
 	b, err := frame.AppendMessage(a.wbuf[:0], id, t, payload)
@@ -324,15 +379,27 @@ func (a *Agent) send(id uint32, t frame.Type, payload any) error {
 		return err
 	}
 	a.wbuf = b
-	return a.stop.writeAll(a.c.Tx, b)
+	return a.write(b)
 }
 
-func (a *Agent) sendRaw(b []byte) error {
+func (a *server) sendRaw(b []byte) error {
 	a.wmu.Lock()
 	defer a.wmu.Unlock()
-	return a.stop.writeAll(a.c.Tx, b)
+	return a.write(b)
 }
 
-func (a *Agent) sendFailed(id uint32, f *frame.ExecFailed) {
+// errStopped is what a send returns once the connection is being closed.
+var errStopped = errors.New("agent: connection closed")
+
+// write puts b on the connection; the caller holds wmu.
+func (a *server) write(b []byte) error {
+	if a.stopped {
+		return errStopped
+	}
+	_, err := a.conn.Write(b)
+	return err
+}
+
+func (a *server) sendFailed(id uint32, f *frame.ExecFailed) {
 	a.send(id, frame.TypeExecFailed, f)
 }
