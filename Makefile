@@ -8,6 +8,7 @@ BENCHCOUNT ?= 6
 SOAKTIME  ?= 10m
 OUT       ?= out
 
+.PHONY: vm-image run-vm vm-test bench-vm
 .PHONY: all build test vet fmt-check tidy-check staticcheck deps-check unit fuzz-seeds fuzz soak bench profile run clean
 
 all: build
@@ -83,6 +84,28 @@ profile: build
 # The relay's main job on the embedded default guest (no VM needed).
 run: build
 	./bin/relay serve --socket /tmp/agentrelay/agent.sock --guest builtin --exec-log /tmp/agentrelay
+
+# The microVM image under $(OUT)/vm: Debian's cloud kernel, an initramfs
+# with agentd as /init and busybox, and a manifest of package versions.
+# Cached: a second run does nothing.
+vm-image:
+	OUT=$(OUT)/vm bash scripts/vm-image.sh
+
+# The relay in front of a real microVM (QEMU, TCG unless KVM can run it),
+# in the foreground; /tmp/agentrelay-vm/agent.sock, exec.log beside it.
+run-vm: build vm-image
+	IMG=$(OUT)/vm bash scripts/run-vm.sh
+
+# End-to-end tests against the real VM, booted once for the package. Not
+# part of `unit`: under -race on 2 cores TCG and the race detector starve
+# each other's timing, so this runs after it.
+vm-test: build vm-image
+	RELAY_VM_TESTS=1 RELAY_VM_IMAGE=$(CURDIR)/$(OUT)/vm $(GO) test -count=1 -timeout 10m ./vmtest/
+
+# Round trip and 64 KiB stream through the VM, via the relay and straight
+# to QEMU's console socket (the floor); TCG figures unless KVM.
+bench-vm: build vm-image
+	RELAY_VM_TESTS=1 RELAY_VM_IMAGE=$(CURDIR)/$(OUT)/vm $(GO) test -count=1 -run '^$$' -bench . -benchtime 2s ./vmtest/
 
 clean:
 	rm -rf bin $(OUT)
