@@ -34,9 +34,17 @@ func main() {
 		log.Error("agentd runs as a VM's init (PID 1) only")
 		os.Exit(2)
 	}
-	// Signals to PID 1 are dropped unless it handles them; Go's default
-	// handlers would make a stray `kill 1` end init and panic the kernel.
-	signal.Ignore(unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE)
+	// Go's default handlers would make a stray `kill 1` end init and
+	// panic the kernel, so these are caught and dropped. Caught, not
+	// ignored: an ignored disposition survives exec, and the commands
+	// would inherit it (a shell cannot even trap a signal ignored at
+	// entry).
+	drop := make(chan os.Signal, 8)
+	signal.Notify(drop, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE)
+	go func() {
+		for range drop {
+		}
+	}()
 	if err := run(log, args, start); err != nil {
 		log.Error("agentd: " + err.Error())
 	}

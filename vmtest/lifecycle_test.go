@@ -1,0 +1,69 @@
+//go:build linux
+
+package vmtest
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentrelay/agentrelay/client"
+)
+
+// TestLifecycle runs last (file order): its final step kills the package's
+// VM.
+func TestLifecycle(t *testing.T) {
+	needVM(t)
+	t.Run("relay restart re-attaches", func(t *testing.T) {
+		c := dial(t)
+		before := c.Ready()
+		started := make(chan struct{})
+		go c.Exec(context.Background(), client.ExecOptions{Cmd: "sleep", Args: []string{"4545"},
+			Started: func(uint32, uint32) { close(started) }})
+		<-started
+
+		// A crash, not a clean stop: the relay gets no chance to tell
+		// anyone, and leaves its socket behind.
+		relay.cmd.Process.Kill()
+		<-relay.done
+		var err error
+		if relay, err = startRelay(relay.socket); err != nil {
+			t.Fatal(err)
+		}
+		c2 := dial(t)
+		after := c2.Ready()
+		if after.BootTimeNs != before.BootTimeNs {
+			t.Fatalf("core.ready after the restart: %+v, before: %+v: the VM rebooted?", after, before)
+		}
+		if !strings.Contains(relay.stderr.String(), "guest ready") {
+			t.Fatal("the new relay logged no core.ready from the guest")
+		}
+		// The old connection's session was killed inside the guest.
+		waitFor(t, "sleep 4545 to die with the old host connection", func() bool {
+			return sh(t, c2, "ps -o args | grep '[s]leep 4545' || true") == ""
+		})
+		serial, _ := os.ReadFile(vm.Serial)
+		if !strings.Contains(string(serial), "host disconnected: its sessions were killed") {
+			t.Fatalf("agentd did not report the hang-up:\n%s", serial)
+		}
+	})
+	t.Run("QEMU killed", func(t *testing.T) {
+		vm.Kill()
+		select {
+		case <-relay.done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("the relay outlived QEMU:\n%s", relay.stderr.String())
+		}
+		if relay.err != nil {
+			t.Fatalf("relay exit: %v\n%s", relay.err, relay.stderr.String())
+		}
+		if !strings.Contains(relay.stderr.String(), "guest stream ended") {
+			t.Fatalf("the relay did not say why it exited:\n%s", relay.stderr.String())
+		}
+		if _, err := os.Stat(relay.socket); !os.IsNotExist(err) {
+			t.Fatalf("socket left behind: %v", err)
+		}
+	})
+}
