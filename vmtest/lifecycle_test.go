@@ -26,8 +26,12 @@ func TestLifecycle(t *testing.T) {
 
 		// A crash, not a clean stop: the relay gets no chance to tell
 		// anyone, and leaves its socket behind.
+		n := hangUps()
 		relay.cmd.Process.Kill()
 		<-relay.done
+		if err := awaitHangUp(n); err != nil {
+			t.Fatal(err)
+		}
 		var err error
 		if relay, err = startRelay(relay.socket); err != nil {
 			t.Fatal(err)

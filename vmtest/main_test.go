@@ -76,7 +76,11 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "serial log:\n%s\n", serial)
 		return 1
 	}
-	defer func() { relay.stop() }() // TestLifecycle replaces relay
+	defer func() { // TestLifecycle and the benchmarks replace relay
+		if relay != nil {
+			relay.stop()
+		}
+	}()
 	bootTime = time.Since(start)
 	fmt.Fprintf(os.Stderr, "vmtest: guest ready %v after QEMU started (%s)\n", bootTime.Round(time.Millisecond), vm.Accel)
 	code := m.Run()
@@ -203,4 +207,27 @@ func run(ctx context.Context, c *client.Conn, opts func() client.ExecOptions) (i
 		}
 		return code, err
 	}
+}
+
+// hangUps counts agentd's reports of a host connection's end.
+func hangUps() int {
+	b, _ := os.ReadFile(vm.Serial)
+	return strings.Count(string(b), "host disconnected")
+}
+
+// awaitHangUp waits until agentd has seen more than n host connections
+// end. A host that reconnects before the guest has seen it hang up goes
+// unnoticed: virtio-serial reports only whether a host is connected, and
+// a close and an open that reach the guest together leave it looking
+// connected throughout, so agentd sends no new core.ready. Whoever
+// reconnects at once waits for this first.
+func awaitHangUp(n int) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for hangUps() <= n {
+		if time.Now().After(deadline) {
+			return errors.New("agentd did not report the host's hang-up")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
 }
