@@ -50,6 +50,10 @@ type Options struct {
 	// HostReaper. A process that reaps every child (PID 1) must pass its
 	// InitReaper, or the two would race for the statuses.
 	Reaper Reaper
+	// Watchdog, if set, kills the commands when the process running the
+	// agent dies, even by SIGKILL (host-process mode; a VM's commands
+	// die with the VM).
+	Watchdog *Watchdog
 }
 
 // DefaultReady returns a core.ready frame with plausible boot timings (a

@@ -168,6 +168,7 @@ func (a *server) spawn(id uint32, req *frame.ExecRequest) (*session, *frame.Exec
 		if fail = startProcess(cmd, limits); fail != nil {
 			return 0, errStart
 		}
+		a.opts.Watchdog.watch(cmd.Process.Pid, req.TTY)
 		return cmd.Process.Pid, nil
 	}, s.markExited)
 	if err != nil {

@@ -230,7 +230,13 @@ func startGuest(ctx context.Context, log *slog.Logger, spec guest.Spec, c *ring.
 		return guest.Echo(ctx, c, guest.DefaultReady())
 	case guest.KindBuiltin:
 		log.Warn(agent.Warning)
-		return agent.New(agent.Options{}).ServeConsole(ctx, c)
+		wd, err := agent.StartWatchdog()
+		if err != nil {
+			c.Backend().CloseWrite()
+			return err
+		}
+		defer wd.Close()
+		return agent.New(agent.Options{Watchdog: wd}).ServeConsole(ctx, c)
 	case guest.KindUnix, guest.KindVsock:
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		defer cancel()
