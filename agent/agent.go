@@ -207,9 +207,19 @@ func (ag *Agent) Serve(ctx context.Context, conn Conn) error {
 		writes:   make(map[uint32]*fsWrite),
 	}
 	defer conn.Close()
-	// Closing conn is what interrupts a Read or Write blocked in it.
-	stop := context.AfterFunc(ctx, func() { a.stopWrites() })
-	defer stop()
+	// Closing conn is what interrupts a Read or Write blocked in it. If
+	// that has started, Serve waits for it: the caller may free conn's
+	// resources once Serve has returned.
+	stopped := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(stopped)
+		a.stopWrites()
+	})
+	defer func() {
+		if !stop() {
+			<-stopped
+		}
+	}()
 
 	if err := a.sendRaw(a.opts.Ready); err != nil {
 		return a.end(ctx, syscall.SIGKILL, 0, err)
