@@ -12,8 +12,8 @@ import (
 	"github.com/agentrelay/agentrelay/client"
 )
 
-// TestLifecycle runs last (file order): its final step kills the package's
-// VM.
+// TestLifecycle runs last (file order): it powers the package's VM off,
+// then boots one more to kill it.
 func TestLifecycle(t *testing.T) {
 	needVM(t)
 	t.Run("relay restart re-attaches", func(t *testing.T) {
@@ -53,7 +53,38 @@ func TestLifecycle(t *testing.T) {
 			t.Fatalf("agentd did not report the hang-up:\n%s", serial)
 		}
 	})
+	t.Run("core.shutdown powers off", func(t *testing.T) {
+		c := dial(t)
+		if err := c.Shutdown(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-vm.Done():
+		case <-time.After(30 * time.Second):
+			t.Fatal("the VM did not power off")
+		}
+		if vm.err != nil {
+			t.Fatalf("QEMU: %v", vm.err)
+		}
+		serial, _ := os.ReadFile(vm.Serial)
+		if !strings.Contains(string(serial), "core.shutdown: powering off") || !strings.Contains(string(serial), "Power down") {
+			t.Fatalf("no orderly power-off in the serial log:\n%s", serial)
+		}
+		select {
+		case <-relay.done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the relay outlived the VM")
+		}
+	})
+	// The package's one VM is gone: the last step boots another.
 	t.Run("QEMU killed", func(t *testing.T) {
+		var err error
+		if vm, err = Start(Options{Image: image, Dir: dir}); err != nil {
+			t.Fatal(err)
+		}
+		if relay, err = startRelay(relay.socket); err != nil {
+			t.Fatal(err)
+		}
 		vm.Kill()
 		select {
 		case <-relay.done:

@@ -23,6 +23,7 @@ import (
 var (
 	skipReason string
 	relayBin   string
+	image      string
 	dir        string // private: console socket, relay socket, exec.log, logs
 	vm         *VM
 	relay      *relayProc
@@ -38,7 +39,7 @@ func testMain(m *testing.M) int {
 		skipReason = "VM tests run only with RELAY_VM_TESTS=1 (make vm-test), after the race suite"
 		return m.Run()
 	}
-	image := os.Getenv("RELAY_VM_IMAGE")
+	image = os.Getenv("RELAY_VM_IMAGE")
 	if image == "" {
 		image = "../out/vm"
 	}
