@@ -99,12 +99,12 @@ run-vm: build vm-image
 # End-to-end tests against the real VM, booted once for the package. Not
 # part of `unit`: under -race on 2 cores TCG and the race detector starve
 # each other's timing, so this runs after it.
-vm-test: build vm-image
+vm-test: vm-image
 	RELAY_VM_TESTS=1 RELAY_VM_IMAGE=$(CURDIR)/$(OUT)/vm $(GO) test -count=1 -timeout 10m ./vmtest/
 
 # Round trip and 64 KiB stream through the VM, via the relay and straight
 # to QEMU's console socket (the floor); TCG figures unless KVM.
-bench-vm: build vm-image
+bench-vm: vm-image
 	RELAY_VM_TESTS=1 RELAY_VM_IMAGE=$(CURDIR)/$(OUT)/vm $(GO) test -count=1 -run '^$$' -bench . -benchtime 2s ./vmtest/
 
 clean:
