@@ -43,6 +43,7 @@ func testMain(m *testing.M) int {
 	if image == "" {
 		image = "../out/vm"
 	}
+	image, _ = filepath.Abs(image)
 	if err := Available(image); err != nil {
 		skipReason = "no VM: " + err.Error()
 		fmt.Fprintln(os.Stderr, "vmtest: skipping:", skipReason)
