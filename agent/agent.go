@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -174,11 +175,13 @@ type server struct {
 	conn Conn
 
 	// wmu serialises whole frames onto conn: frames must not
-	// interleave. wbuf is the encode buffer. stopped, under wmu, makes
-	// every later send fail without touching conn.
-	wmu     sync.Mutex
-	wbuf    []byte
-	stopped bool
+	// interleave. wbuf is the encode buffer.
+	wmu  sync.Mutex
+	wbuf []byte
+	// stopped makes every later send fail without touching conn. It is
+	// not under wmu: a send blocked in conn holds wmu until the stop
+	// closes conn.
+	stopped atomic.Bool
 
 	mu       sync.Mutex
 	sessions map[uint32]*session
@@ -260,9 +263,7 @@ func (ag *Agent) Serve(ctx context.Context, conn Conn) error {
 // stopWrites makes every pending and later send fail: the connection is
 // closed, so a Write blocked in it returns.
 func (a *server) stopWrites() {
-	a.wmu.Lock()
-	a.stopped = true
-	a.wmu.Unlock()
+	a.stopped.Store(true)
 	a.conn.Close()
 }
 
@@ -407,7 +408,7 @@ var errStopped = errors.New("agent: connection closed")
 
 // write puts b on the connection; the caller holds wmu.
 func (a *server) write(b []byte) error {
-	if a.stopped {
+	if a.stopped.Load() {
 		return errStopped
 	}
 	_, err := a.conn.Write(b)

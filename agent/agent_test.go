@@ -512,3 +512,29 @@ func TestAgentCorruptStream(t *testing.T) {
 	r := collectAfterStart(t, h, 1, result{started: &frame.ExecStarted{Pid: 1}})
 	wantExit(t, r, 128+9)
 }
+
+// TestAgentContextCancelWhileWriteBlocked: a host that stopped reading
+// leaves a session's send blocked inside the connection's Write, holding
+// the send lock; cancelling must still end Serve.
+func TestAgentContextCancelWhileWriteBlocked(t *testing.T) {
+	h := newPausedHost(t, 4<<10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- New(Options{}).ServeConsole(ctx, h.c) }()
+	sendExec(h, 1, frame.ExecRequest{Cmd: "sh", Args: []string{"-c", "while :; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done"}})
+	// Tx (4 KiB) fills and the sender blocks in it.
+	deadline := time.Now().Add(10 * time.Second)
+	for h.c.Tx.Len() < 3<<10 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Serve: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after cancel while a write was blocked")
+	}
+}
