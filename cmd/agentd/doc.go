@@ -11,6 +11,16 @@
 // connection's sessions are killed and what they still owed it is dropped.
 // core.shutdown syncs the file systems and powers the VM off.
 //
+// One limit comes from virtio-serial itself: the guest learns only whether
+// a host is connected, not how many times it changed. A host that
+// disconnects and a new one that connects before agentd has seen the
+// hang-up (a close and an open that reach the guest together) look like
+// one unbroken connection: the old sessions live on and the new host gets
+// no core.ready. A relay restarted that fast waits its ready timeout and
+// exits; the next attempt, after that pause, is served. A host transport
+// that reconnects when no core.ready comes within a second or so would
+// recover sooner.
+//
 // As PID 1 it inherits every orphan: one SIGCHLD reaper (agent.InitReaper)
 // reaps them all and hands the agent's own commands' statuses to their
 // sessions.
