@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-out/vm}
 GO=${GO:-go}
 KMETA=${KMETA:-linux-image-cloud-amd64}
+# In dependency order: agentd loads them as listed.
 MODULES="virtio virtio_ring virtio_mmio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_console"
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 
@@ -40,6 +41,7 @@ manifest=$(printf '%s\n' \
 	"$KMETA -> $kpkg $kver" \
 	"busybox-static $bbver" \
 	"agentd sha256:$asum" \
+	"vm-image.sh sha256:$(sha256sum "$0" | cut -d' ' -f1)" \
 	"modules $MODULES")
 if [ -f "$OUT/manifest" ] && [ -f "$OUT/vmlinux" ] && [ -f "$OUT/initramfs.cpio" ] &&
 	[ "$(cat "$OUT/manifest")" = "$manifest" ]; then
@@ -97,6 +99,7 @@ for m in $MODULES; do
 	[ -n "$ko" ] || { echo "vm-image: module $m.ko not in $kpkg" >&2; exit 1; }
 	cp "$ko" "$root/lib/modules/"
 done
+echo "$MODULES" | tr ' ' '\n' >"$root/lib/modules/modules.order"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
 printf 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n' >"$root/etc/group"
 # The kernel opens /dev/console for init's stdio before devtmpfs exists.

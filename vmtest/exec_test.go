@@ -29,6 +29,12 @@ func TestBoot(t *testing.T) {
 	if got := sh(t, c, "uname -sr; cat /proc/1/comm"); !strings.HasPrefix(got, "Linux 6.") || !strings.Contains(got, "init") {
 		t.Fatalf("not the VM's kernel and init: %q", got)
 	}
+	if got := sh(t, c, "cut -d' ' -f1 /proc/modules | sort | tr '\\n' ' '"); got != "virtio virtio_console virtio_mmio virtio_pci virtio_pci_legacy_dev virtio_pci_modern_dev virtio_ring " {
+		t.Fatalf("modules loaded: %q", got)
+	}
+	if got := sh(t, c, "mount | cut -d' ' -f3,5 | sort | tr '\\n' ,"); got != "/ rootfs,/dev devtmpfs,/dev/pts devpts,/dev/shm tmpfs,/proc proc,/run tmpfs,/sys sysfs,/tmp tmpfs," {
+		t.Fatalf("mounts: %q", got)
+	}
 	r := c.Ready()
 	if r.BootTimeNs == 0 || r.ReadyTimeNs < r.BootTimeNs {
 		t.Fatalf("core.ready timings %+v", r)

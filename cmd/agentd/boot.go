@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,13 +49,24 @@ func mountAll() error {
 	return nil
 }
 
-// loadModules loads every .ko in dir. There is no modules.dep in the
-// initramfs, so the order is found by trying: a module whose dependencies
-// are not loaded yet fails (ENOENT: unknown symbol) and is retried after
-// the others, until a pass makes no progress.
+// loadModules loads every .ko in dir, in the dependency order the image
+// lists in dir/modules.order (one name a line). There is no modules.dep in
+// the initramfs, and no modprobe: a module not in the list, or listed too
+// early, fails (ENOENT: unknown symbol) and is retried after the others,
+// until a pass makes no progress.
 func loadModules(log *slog.Logger, dir string) {
 	paths, _ := filepath.Glob(filepath.Join(dir, "*.ko"))
 	sort.Strings(paths)
+	if b, err := os.ReadFile(filepath.Join(dir, "modules.order")); err == nil {
+		rank := map[string]int{}
+		for i, name := range strings.Fields(string(b)) {
+			rank[filepath.Join(dir, name+".ko")] = i + 1
+		}
+		sort.SliceStable(paths, func(i, j int) bool {
+			ri, rj := rank[paths[i]], rank[paths[j]]
+			return ri != 0 && (rj == 0 || ri < rj)
+		})
+	}
 	var errs map[string]error
 	for len(paths) > 0 {
 		var left []string
