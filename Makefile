@@ -9,6 +9,7 @@ BENCHTIME ?= 1s
 SOAKTIME  ?= 10m
 OUT       ?= out
 
+.PHONY: vm-image run-vm vm-test bench-vm interop
 .PHONY: all build test vet fmt-check tidy-check staticcheck deps-check unit cover fuzz-seeds fuzz soak bench profile run clean
 
 all: build
@@ -20,7 +21,7 @@ build:
 # Static checks, then the race tests (which also run every fuzz target's seed
 # corpus), then a short coverage-guided run of every fuzz target; each step's
 # duration is printed.
-TEST_STEPS ?= vet fmt-check tidy-check staticcheck deps-check unit fuzz-seeds
+TEST_STEPS ?= vet fmt-check tidy-check staticcheck deps-check unit fuzz-seeds vm-test
 test:
 	@bash scripts/steps.sh $(TEST_STEPS)
 
@@ -103,6 +104,32 @@ profile: build
 RUN_DEBUG_ADDR ?= 127.0.0.1:6060
 run: build
 	./bin/relay serve --socket /tmp/agentrelay/agent.sock --guest builtin --exec-log /tmp/agentrelay --debug-addr $(RUN_DEBUG_ADDR)
+
+# The microVM image under $(OUT)/vm: Debian's cloud kernel, an initramfs
+# with agentd as /init and busybox, and a manifest of package versions.
+# Cached: a second run does nothing.
+vm-image:
+	OUT=$(OUT)/vm bash scripts/vm-image.sh
+
+# The relay in front of a real microVM (QEMU, TCG unless KVM can run it),
+# in the foreground; /tmp/agentrelay-vm/agent.sock, exec.log beside it.
+run-vm: build vm-image
+	IMG=$(OUT)/vm bash scripts/run-vm.sh
+
+# End-to-end tests against the real VM, booted once for the package. Not
+# part of `unit`: under -race on 2 cores TCG and the race detector starve
+# each other's timing, so this runs after it.
+vm-test: vm-image
+	RELAY_VM_TESTS=1 RELAY_VM_IMAGE=$(CURDIR)/$(OUT)/vm $(GO) test -count=1 -timeout 10m ./vmtest/
+
+# Round trip and 64 KiB stream through the VM, via the relay and straight
+# to QEMU's console socket (the floor), alternating: BENCHCOUNT runs, each
+# booting the VM once. TCG figures unless KVM.
+bench-vm: vm-image
+	@for i in $$(seq $(BENCHCOUNT)); do \
+		RELAY_VM_TESTS=1 RELAY_VM_IMAGE=$(CURDIR)/$(OUT)/vm $(GO) test -count=1 -run '^$$' -bench . -benchtime 2s ./vmtest/ \
+			2>&1 | grep -E '^(Benchmark|vmtest:|FAIL|ok)' || exit 1; \
+	done
 
 clean:
 	rm -rf bin $(OUT)

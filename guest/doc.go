@@ -1,6 +1,6 @@
-// Package guest provides the guest side of the console: stand-in guests for
-// tests and benchmarks and the transports that connect a real guest's
-// console to the relay.
+// Package guest provides the guest side of the console: the echo stand-in
+// for tests and benchmarks, the transports that connect a real guest's
+// console to the relay, and the --guest flag that picks one.
 //
 // In a ring.Console, Tx carries guest→host bytes and Rx host→guest bytes; a
 // guest is Tx's producer and Rx's consumer. Frame boundaries are not kept in
@@ -11,9 +11,9 @@
 //   - Echo reflects every host→guest frame back unchanged. It is the guest
 //     of the benchmarks: bytes move in ring-sized batches, with no per-frame
 //     work and no allocation.
-//   - Agent (the "builtin" guest) stands in for the guest agent: it runs
-//     exec requests and file-system requests. It runs them on the HOST, as
-//     host processes with the relay's privileges: see Warning.
+//   - builtin runs package agent's Agent in-process: the guest agent, but
+//     running commands on the HOST, as host processes with the relay's
+//     privileges (see agent.Warning).
 //
 // The transports connect a real guest: DialUnix for a console exposed as a
 // listening Unix socket (QEMU -chardev socket,server=on), DialVsock for

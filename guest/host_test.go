@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentrelay/agentrelay/agent"
 	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/ring"
 )
@@ -164,7 +165,7 @@ func (h *testHost) collect(id uint32, timeout time.Duration) result {
 			}
 			var p frame.ExecStdout
 			mustInto(h.t, m, &p)
-			if len(p.Data) > OutputChunk {
+			if len(p.Data) > agent.OutputChunk {
 				h.t.Fatalf("%d-byte output chunk", len(p.Data))
 			}
 			if m.Type == frame.TypeExecStdout {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/agentrelay/agentrelay/agent"
 	"github.com/agentrelay/agentrelay/ring"
 )
 
@@ -16,7 +17,7 @@ type Options struct {
 	Ready []byte
 	// Agent configures the builtin guest (Ready above wins over
 	// Agent.Ready when set).
-	Agent AgentOptions
+	Agent agent.Options
 	// DialTimeout bounds how long unix: and vsock: keep retrying to
 	// connect; 0 means until ctx ends.
 	DialTimeout time.Duration
@@ -24,7 +25,7 @@ type Options struct {
 
 // Start runs the guest spec names on c in its own goroutines and returns a
 // channel that receives the guest's end (nil for an orderly one) and is
-// then closed. For builtin, the caller should log Warning first. If a
+// then closed. For builtin, the caller should log agent.Warning first. If a
 // transport cannot connect, Start ends the console's guest side so the
 // relay sees the guest stream end rather than waiting for a ready frame.
 func Start(ctx context.Context, spec Spec, c *ring.Console, opts Options) <-chan error {
@@ -45,7 +46,7 @@ func run(ctx context.Context, spec Spec, c *ring.Console, opts Options) error {
 		if len(opts.Ready) > 0 {
 			ao.Ready = opts.Ready
 		}
-		return NewAgent(c, ao).Run(ctx)
+		return agent.New(ao).ServeConsole(ctx, c)
 	case KindUnix, KindVsock:
 		dctx := ctx
 		if opts.DialTimeout > 0 {

@@ -327,8 +327,10 @@ func TestStart(t *testing.T) {
 		h := newTestHost(t, 0)
 		done := Start(context.Background(), Spec{Kind: KindBuiltin}, h.c, Options{})
 		h.expectReady()
-		sendExec(h, 1, frame.ExecRequest{Cmd: "true"})
-		wantExit(t, h.collect(1, 10*time.Second), 0)
+		h.send(1, frame.TypeExecRequest, frame.ExecRequest{Cmd: "sh", Args: []string{"-c", "exit 3"}})
+		if r := h.collect(1, 10*time.Second); r.code == nil || *r.code != 3 {
+			t.Fatalf("builtin exec: %+v", r)
+		}
 		h.c.Rx.CloseWrite()
 		if err := <-done; err != nil {
 			t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentrelay/agentrelay/guest"
+	"github.com/agentrelay/agentrelay/agent"
 )
 
 // The builtin guest runs commands as host processes with the relay's
@@ -54,19 +54,19 @@ func TestBuiltinWarnsNoIsolation(t *testing.T) {
 	p := startRelay(t, "--guest", "builtin")
 	p.waitSocket(t)
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(p.stderr.String(), guest.Warning) {
+	for !strings.Contains(p.stderr.String(), agent.Warning) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no isolation warning logged:\n%s", p.stderr.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	for _, l := range strings.Split(p.stderr.String(), "\n") {
-		if strings.Contains(l, guest.Warning) && !strings.Contains(l, "level=WARN") {
+		if strings.Contains(l, agent.Warning) && !strings.Contains(l, "level=WARN") {
 			t.Fatalf("warning logged below warning level: %s", l)
 		}
 	}
-	if !strings.Contains(guest.Warning, "no isolation") || !strings.Contains(guest.Warning, "host processes") {
-		t.Fatalf("guest.Warning does not say what it must: %q", guest.Warning)
+	if !strings.Contains(agent.Warning, "no isolation") || !strings.Contains(agent.Warning, "host processes") {
+		t.Fatalf("agent.Warning does not say what it must: %q", agent.Warning)
 	}
 }
 
@@ -104,7 +104,7 @@ func TestBuiltinRefusesSharedSocketDirectory(t *testing.T) {
 	if !strings.Contains(stderr.String(), "writable by group or others") {
 		t.Fatalf("message does not say why:\n%s", stderr.String())
 	}
-	if strings.Contains(stderr.String(), guest.Warning) {
+	if strings.Contains(stderr.String(), agent.Warning) {
 		t.Fatalf("the builtin guest was started:\n%s", stderr.String())
 	}
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {

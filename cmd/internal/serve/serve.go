@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentrelay/agentrelay/agent"
 	"github.com/agentrelay/agentrelay/execlog"
 	"github.com/agentrelay/agentrelay/guest"
 	"github.com/agentrelay/agentrelay/relay"
@@ -276,8 +277,14 @@ func startGuest(ctx context.Context, log *slog.Logger, spec guest.Spec, c *ring.
 	case guest.KindEcho:
 		return guest.Echo(ctx, c, guest.DefaultReady())
 	case guest.KindBuiltin:
-		log.Warn(guest.Warning)
-		return guest.NewAgent(c, guest.AgentOptions{}).Run(ctx)
+		log.Warn(agent.Warning)
+		wd, err := agent.StartWatchdog()
+		if err != nil {
+			c.Backend().CloseWrite()
+			return err
+		}
+		defer wd.Close()
+		return agent.New(agent.Options{Watchdog: wd}).ServeConsole(ctx, c)
 	case guest.KindUnix, guest.KindVsock:
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		defer cancel()

@@ -1,4 +1,4 @@
-package guest
+package agent
 
 import (
 	"errors"
@@ -18,7 +18,7 @@ import (
 // startSession answers one core.exec.request: core.exec.failed, or
 // core.exec.started followed (from the session's goroutines) by the output
 // and core.exec.exited.
-func (a *Agent) startSession(id uint32, req *frame.ExecRequest) {
+func (a *server) startSession(id uint32, req *frame.ExecRequest) {
 	if a.session(id) != nil {
 		a.sendFailed(id, failure(frame.FailOther, "", fmt.Sprintf("session %d is already running", id), nil))
 		return
@@ -46,7 +46,7 @@ type limit struct {
 }
 
 // spawn starts the process of req, or says why it could not.
-func (a *Agent) spawn(id uint32, req *frame.ExecRequest) (*session, *frame.ExecFailed) {
+func (a *server) spawn(id uint32, req *frame.ExecRequest) (*session, *frame.ExecFailed) {
 	if req.Cmd == "" {
 		return nil, badArgs("empty cmd")
 	}
@@ -163,12 +163,24 @@ func (a *Agent) spawn(id uint32, req *frame.ExecRequest) (*session, *frame.ExecF
 		s.outputs = []*os.File{fds[2], fds[4]}
 		s.stdin = newInbox(fds[1], false)
 	}
-	if fail := startProcess(cmd, limits); fail != nil {
+	var fail *frame.ExecFailed
+	wait, err := a.opts.Reaper.Start(func() (int, error) {
+		if fail = startProcess(cmd, limits); fail != nil {
+			return 0, errStart
+		}
+		a.opts.Watchdog.watch(cmd.Process.Pid, req.TTY)
+		return cmd.Process.Pid, nil
+	}, s.markExited)
+	if err != nil {
 		s.closeFiles()
+		if fail == nil {
+			fail = failure(frame.FailOther, stageExec, err.Error(), err)
+		}
 		return nil, fail
 	}
 	s.cmd = cmd
 	s.pid = cmd.Process.Pid
+	s.waitExit = wait
 	return s, nil
 }
 

@@ -1,4 +1,4 @@
-package guest
+package agent
 
 import (
 	"bytes"
@@ -61,7 +61,7 @@ func deref(s *string) string {
 
 func TestAgentFs(t *testing.T) {
 	dir := t.TempDir()
-	h := startAgent(t, 4<<10, AgentOptions{}) // small ring: chunks wait for space
+	h := startAgent(t, 4<<10, Options{}) // small ring: chunks wait for space
 	id := uint32(1000)
 	next := func() uint32 { id++; return id }
 

@@ -1,4 +1,4 @@
-package guest
+package agent
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ import (
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // DefaultEnv is the base environment the Agent gives a command when
-// AgentOptions.Env is nil: PATH, HOME, USER, LOGNAME, SHELL and LANG for
+// Options.Env is nil: PATH, HOME, USER, LOGNAME, SHELL and LANG for
 // the user it runs as, TERM in tty mode. Nothing of the relay's own
 // environment leaks into it.
 func DefaultEnv(u *user.User, tty bool) []string {

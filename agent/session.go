@@ -1,4 +1,4 @@
-package guest
+package agent
 
 import (
 	"os"
@@ -15,12 +15,13 @@ import (
 
 // A session is one running command.
 type session struct {
-	a   *Agent
+	a   *server
 	id  uint32
 	tty bool
 
-	cmd *exec.Cmd
-	pid int
+	cmd      *exec.Cmd
+	pid      int
+	waitExit func() unix.WaitStatus // from the Reaper
 
 	master  *os.File   // tty mode: the pty master
 	outputs []*os.File // stdout then stderr (pipe mode), or the master
@@ -108,30 +109,23 @@ func (s *session) stream(f *os.File, t frame.Type) {
 
 // wait waits for the process to exit and returns its code: the exit
 // status, or 128+signal if a signal killed it, as a shell reports it.
-//
-// It first waits without reaping (WNOWAIT) and marks the session exited
-// under mu: until the reap, the pid is a zombie that cannot be reused, so
-// signal never hits a stranger that got the same pid.
 func (s *session) wait() int32 {
-	var info unix.Siginfo
-	for {
-		err := unix.Waitid(unix.P_PID, s.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	s.mu.Lock()
-	s.exited = true
-	s.mu.Unlock()
-	s.cmd.Wait()
-	ws, ok := s.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	switch {
-	case !ok:
-		return int32(s.cmd.ProcessState.ExitCode())
-	case ws.Signaled():
+	ws := s.waitExit()
+	// The reaper reaped it; the os.Process only holds a pidfd now.
+	s.cmd.Process.Release()
+	if ws.Signaled() {
 		return 128 + int32(ws.Signal())
 	}
 	return int32(ws.ExitStatus())
+}
+
+// markExited is called by the reaper while the process is a zombie, before
+// it is reaped: from then on signal leaves the pid alone, so it never hits
+// a stranger that got the same pid.
+func (s *session) markExited() {
+	s.mu.Lock()
+	s.exited = true
+	s.mu.Unlock()
 }
 
 // signal sends sig to the session's process group (the command and what it

@@ -1,4 +1,4 @@
-package guest
+package agent
 
 import (
 	"bytes"
@@ -20,16 +20,16 @@ import (
 // startAgent runs an Agent on a fresh console with the test as the host.
 // Cleanup ends it (closing Rx, the host going away) and checks that Run
 // returned and left no goroutine behind.
-func startAgent(t *testing.T, capacity int, opts AgentOptions) *testHost {
+func startAgent(t *testing.T, capacity int, opts Options) *testHost {
 	t.Helper()
 	return startAgentOn(t, newTestHost(t, capacity), opts)
 }
 
-func startAgentOn(t *testing.T, h *testHost, opts AgentOptions) *testHost {
+func startAgentOn(t *testing.T, h *testHost, opts Options) *testHost {
 	t.Helper()
 	before := runtime.NumGoroutine() - 1 // h's reader
 	done := make(chan error, 1)
-	go func() { done <- NewAgent(h.c, opts).Run(context.Background()) }()
+	go func() { done <- New(opts).ServeConsole(context.Background(), h.c) }()
 	t.Cleanup(func() {
 		h.c.Rx.CloseWrite()
 		select {
@@ -85,7 +85,7 @@ func wantExit(t *testing.T, r result, code int32) {
 }
 
 func TestAgentEchoHello(t *testing.T) {
-	h := startAgent(t, 0, AgentOptions{})
+	h := startAgent(t, 0, Options{})
 	sendExec(h, 1, frame.ExecRequest{Cmd: "echo", Args: []string{"hello"}})
 	r := h.collect(1, 10*time.Second)
 	wantExit(t, r, 0)
@@ -95,7 +95,7 @@ func TestAgentEchoHello(t *testing.T) {
 }
 
 func TestAgentStdoutStderrExitCode(t *testing.T) {
-	h := startAgent(t, 0, AgentOptions{})
+	h := startAgent(t, 0, Options{})
 	sendExec(h, 5, frame.ExecRequest{Cmd: "sh", Args: []string{"-c", "echo out; echo err >&2; exit 3"}})
 	r := h.collect(5, 10*time.Second)
 	wantExit(t, r, 3)
@@ -105,7 +105,7 @@ func TestAgentStdoutStderrExitCode(t *testing.T) {
 }
 
 func TestAgentStdinEOF(t *testing.T) {
-	h := startAgent(t, 0, AgentOptions{})
+	h := startAgent(t, 0, Options{})
 	sendExec(h, 9, frame.ExecRequest{Cmd: "cat"})
 	m := h.next(5 * time.Second)
 	if m.Type != frame.TypeExecStarted {
@@ -161,7 +161,7 @@ func TestAgentFailures(t *testing.T) {
 	garbage := filepath.Join(dir, "garbage")
 	os.WriteFile(garbage, []byte{0x7f, 'E', 'L', 'F', 0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, 0o755)
 
-	h := startAgent(t, 0, AgentOptions{})
+	h := startAgent(t, 0, Options{})
 	for i, tc := range []struct {
 		name      string
 		req       frame.ExecRequest
@@ -204,7 +204,7 @@ func TestAgentFailures(t *testing.T) {
 }
 
 func TestAgentSignal(t *testing.T) {
-	h := startAgent(t, 0, AgentOptions{})
+	h := startAgent(t, 0, Options{})
 	sendExec(h, 3, frame.ExecRequest{Cmd: "sleep", Args: []string{"100"}})
 	if m := h.next(5 * time.Second); m.Type != frame.TypeExecStarted {
 		t.Fatalf("got %v", m.TypeName)
@@ -219,7 +219,7 @@ func TestAgentSignal(t *testing.T) {
 }
 
 func TestAgentSignalReachesProcessGroup(t *testing.T) {
-	h := startAgent(t, 0, AgentOptions{})
+	h := startAgent(t, 0, Options{})
 	// The shell waits for its child; killing only the shell would leave
 	// sleep holding stdout, and the session would need OutputGrace.
 	sendExec(h, 4, frame.ExecRequest{Cmd: "sh", Args: []string{"-c", "sleep 100; echo not reached"}})
@@ -234,7 +234,7 @@ func TestAgentSignalReachesProcessGroup(t *testing.T) {
 }
 
 func TestAgentTTY(t *testing.T) {
-	h := startAgent(t, 0, AgentOptions{})
+	h := startAgent(t, 0, Options{})
 	sendExec(h, 7, frame.ExecRequest{Cmd: "sh", Args: []string{"-c", "tty; stty size; echo to-stderr >&2"}, TTY: true, Rows: 33, Cols: 101})
 	r := h.collect(7, 10*time.Second)
 	wantExit(t, r, 0)
@@ -248,7 +248,7 @@ func TestAgentTTY(t *testing.T) {
 }
 
 func TestAgentTTYResizeAndInput(t *testing.T) {
-	h := startAgent(t, 0, AgentOptions{})
+	h := startAgent(t, 0, Options{})
 	// read waits for a line; the resize comes first, so stty sees it.
 	sendExec(h, 8, frame.ExecRequest{Cmd: "sh", Args: []string{"-c", "read x; stty size; echo got $x"}, TTY: true})
 	h.next(5 * time.Second)
@@ -263,7 +263,7 @@ func TestAgentTTYResizeAndInput(t *testing.T) {
 }
 
 func TestAgentTTYEOF(t *testing.T) {
-	h := startAgent(t, 0, AgentOptions{})
+	h := startAgent(t, 0, Options{})
 	sendExec(h, 10, frame.ExecRequest{Cmd: "cat", TTY: true})
 	h.next(5 * time.Second)
 	h.send(10, frame.TypeExecStdin, frame.ExecStdin{Data: []byte("abc\n")})
@@ -277,7 +277,7 @@ func TestAgentTTYEOF(t *testing.T) {
 
 func TestAgentEnvCwdRlimits(t *testing.T) {
 	dir := t.TempDir()
-	h := startAgent(t, 0, AgentOptions{})
+	h := startAgent(t, 0, Options{})
 	sendExec(h, 11, frame.ExecRequest{
 		Cmd:     "sh",
 		Args:    []string{"-c", `echo "$FOO|$PATH|$(pwd)|$(ulimit -n)|$(ulimit -Hn)"`},
@@ -294,7 +294,7 @@ func TestAgentEnvCwdRlimits(t *testing.T) {
 
 func TestAgentBackgroundChildDoesNotHoldExit(t *testing.T) {
 	for _, tty := range []bool{false, true} {
-		h := startAgent(t, 0, AgentOptions{OutputGrace: 100 * time.Millisecond})
+		h := startAgent(t, 0, Options{OutputGrace: 100 * time.Millisecond})
 		start := time.Now()
 		// The background sleep keeps stdout (or the terminal) open
 		// after sh exits.
@@ -320,7 +320,7 @@ func TestAgentOutputOutlivesGraceWhileTxIsFull(t *testing.T) {
 	h := newPausedHost(t, 4<<10)
 	done := make(chan error, 1)
 	go func() {
-		done <- NewAgent(h.c, AgentOptions{OutputGrace: 10 * time.Millisecond}).Run(context.Background())
+		done <- New(Options{OutputGrace: 10 * time.Millisecond}).ServeConsole(context.Background(), h.c)
 	}()
 	t.Cleanup(func() {
 		h.c.Rx.CloseWrite()
@@ -340,7 +340,7 @@ func TestAgentOutputOutlivesGraceWhileTxIsFull(t *testing.T) {
 func TestAgentConcurrentSessionsTinyRing(t *testing.T) {
 	// 4 KiB rings: every session's output waits for Tx space; frames of
 	// different sessions must not interleave or drop.
-	h := startAgent(t, 4<<10, AgentOptions{})
+	h := startAgent(t, 4<<10, Options{})
 	const n = 6
 	for i := range n {
 		sendExec(h, uint32(20+i), frame.ExecRequest{Cmd: "sh", Args: []string{"-c", "head -c 200000 /dev/zero; echo done >&2"}})
@@ -387,7 +387,7 @@ func TestAgentShutdown(t *testing.T) {
 	h := newTestHost(t, 0)
 	done := make(chan error, 1)
 	go func() {
-		done <- NewAgent(h.c, AgentOptions{ShutdownGrace: 500 * time.Millisecond}).Run(context.Background())
+		done <- New(Options{ShutdownGrace: 500 * time.Millisecond}).ServeConsole(context.Background(), h.c)
 	}()
 	h.expectReady()
 	sendExec(h, 1, frame.ExecRequest{Cmd: "sleep", Args: []string{"100"}})
@@ -433,7 +433,7 @@ func TestAgentContextCancel(t *testing.T) {
 	h := newTestHost(t, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- NewAgent(h.c, AgentOptions{}).Run(ctx) }()
+	go func() { done <- New(Options{}).ServeConsole(ctx, h.c) }()
 	h.expectReady()
 	sendExec(h, 1, frame.ExecRequest{Cmd: "sleep", Args: []string{"100"}})
 	h.next(5 * time.Second)
@@ -450,7 +450,7 @@ func TestAgentContextCancel(t *testing.T) {
 }
 
 func TestAgentIgnoresUnknownSessions(t *testing.T) {
-	h := startAgent(t, 0, AgentOptions{})
+	h := startAgent(t, 0, Options{})
 	h.send(77, frame.TypeExecStdin, frame.ExecStdin{Data: []byte("x")})
 	h.send(77, frame.TypeExecSignal, frame.ExecSignal{Signal: 9})
 	h.send(77, frame.TypeExecResize, frame.ExecResize{Rows: 1, Cols: 1})
@@ -471,7 +471,7 @@ func TestAgentUser(t *testing.T) {
 	if err != nil {
 		t.Skip("no passwd entry for root")
 	}
-	h := startAgent(t, 0, AgentOptions{})
+	h := startAgent(t, 0, Options{})
 	asNobody := nobody.Uid + " " + nobody.Gid + " " + nobody.HomeDir + "\n"
 	for i, tc := range []struct {
 		user, want string
@@ -494,7 +494,7 @@ func TestAgentUser(t *testing.T) {
 func TestAgentCorruptStream(t *testing.T) {
 	h := newTestHost(t, 0)
 	done := make(chan error, 1)
-	go func() { done <- NewAgent(h.c, AgentOptions{}).Run(context.Background()) }()
+	go func() { done <- New(Options{}).ServeConsole(context.Background(), h.c) }()
 	h.expectReady()
 	sendExec(h, 1, frame.ExecRequest{Cmd: "sleep", Args: []string{"100"}})
 	h.next(5 * time.Second)
@@ -511,4 +511,30 @@ func TestAgentCorruptStream(t *testing.T) {
 	// The session was killed on the way out and still reported.
 	r := collectAfterStart(t, h, 1, result{started: &frame.ExecStarted{Pid: 1}})
 	wantExit(t, r, 128+9)
+}
+
+// TestAgentContextCancelWhileWriteBlocked: a host that stopped reading
+// leaves a session's send blocked inside the connection's Write, holding
+// the send lock; cancelling must still end Serve.
+func TestAgentContextCancelWhileWriteBlocked(t *testing.T) {
+	h := newPausedHost(t, 4<<10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- New(Options{}).ServeConsole(ctx, h.c) }()
+	sendExec(h, 1, frame.ExecRequest{Cmd: "sh", Args: []string{"-c", "while :; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done"}})
+	// Tx (4 KiB) fills and the sender blocks in it.
+	deadline := time.Now().Add(10 * time.Second)
+	for h.c.Tx.Len() < 3<<10 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Serve: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after cancel while a write was blocked")
+	}
 }

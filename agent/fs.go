@@ -1,4 +1,4 @@
-package guest
+package agent
 
 import (
 	"errors"
@@ -34,7 +34,7 @@ func (w *fsWrite) abort() {
 // fsRequest runs one core.fs.request on the host file system. Everything
 // but Read and Write answers at once; Read streams from a goroutine, Write
 // waits for its data.
-func (a *Agent) fsRequest(id uint32, op frame.FsOp) {
+func (a *server) fsRequest(id uint32, op frame.FsOp) {
 	var (
 		res *frame.FsResult
 		err error
@@ -96,7 +96,7 @@ func (a *Agent) fsRequest(id uint32, op frame.FsOp) {
 }
 
 // fsData takes one chunk of a Write; the empty chunk ends it.
-func (a *Agent) fsData(id uint32, data []byte) {
+func (a *server) fsData(id uint32, data []byte) {
 	w := a.writes[id]
 	if w == nil {
 		return
@@ -126,7 +126,7 @@ func (a *Agent) fsData(id uint32, data []byte) {
 }
 
 // fsRead streams a file as core.fs.data chunks, then core.fs.response.
-func (a *Agent) fsRead(id uint32, path string) {
+func (a *server) fsRead(id uint32, path string) {
 	f, err := os.Open(path)
 	if err == nil {
 		var fi os.FileInfo
@@ -165,7 +165,7 @@ func (a *Agent) fsRead(id uint32, path string) {
 	}()
 }
 
-func (a *Agent) sendFsError(id uint32, msg string) {
+func (a *server) sendFsError(id uint32, msg string) {
 	a.send(id, frame.TypeFsResponse, &frame.FsResponse{Error: &msg})
 }
 
