@@ -9,7 +9,7 @@ BENCHTIME ?= 1s
 SOAKTIME  ?= 10m
 OUT       ?= out
 
-.PHONY: all build test vet fmt-check tidy-check staticcheck deps-check unit fuzz-seeds fuzz soak bench profile run clean
+.PHONY: all build test vet fmt-check tidy-check staticcheck deps-check unit fuzz-seeds interop fuzz soak bench profile run clean
 
 all: build
 
@@ -18,9 +18,10 @@ build:
 	$(GO) build -o bin/relay-baseline ./cmd/relay-baseline
 
 # Static checks, then the race tests (which also run every fuzz target's seed
-# corpus), then a short coverage-guided run of every fuzz target; each step's
-# duration is printed.
-TEST_STEPS ?= vet fmt-check tidy-check staticcheck deps-check unit fuzz-seeds
+# corpus), then a short coverage-guided run of every fuzz target, then
+# upstream's published clients against the relay; each step's duration is
+# printed.
+TEST_STEPS ?= vet fmt-check tidy-check staticcheck deps-check unit fuzz-seeds interop
 test:
 	@bash scripts/steps.sh $(TEST_STEPS)
 
@@ -58,6 +59,13 @@ unit:
 
 fuzz-seeds:
 	bash scripts/fuzz.sh $(SHORTFUZZ)
+
+# Upstream microsandbox's published Node SDK (npm, pinned in
+# interop/interop_test.go, cached under ~/.cache/agentrelay-interop) runs
+# exec cases against bin/relay built from this tree, in each handshake form
+# the relay offers. Skipped only when npm cannot reach its registry.
+interop:
+	RELAY_INTEROP=1 $(GO) test -count=1 -v -run '^TestUpstreamClients$$' ./interop/
 
 # Longer fuzzing: every target for FUZZTIME each.
 fuzz:

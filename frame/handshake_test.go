@@ -31,8 +31,8 @@ func TestSlotRange05(t *testing.T) {
 		}
 		prevEnd = e
 	}
-	if prevEnd > math.MaxUint32 {
-		t.Fatal("last range overflows")
+	if prevEnd != MaxClients05*Step05 || uint64(MaxClients05)*uint64(Step05) > math.MaxUint32 {
+		t.Fatalf("last range ends at %d", prevEnd)
 	}
 	for _, k := range []int{-1, MaxClients05} {
 		func() {
