@@ -37,7 +37,7 @@ func TestUpstreamClients(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		t.Skipf("upstream's prebuilt clients used here are linux-x64-gnu only, not %s/%s", runtime.GOOS, runtime.GOARCH)
 	}
-	for _, tool := range []string{"node", "npm"} {
+	for _, tool := range []string{"node", "npm", "sqlite3"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("interop needs %s on PATH: %v", tool, err)
 		}
@@ -60,17 +60,19 @@ func TestUpstreamClients(t *testing.T) {
 			case mode == "0.5":
 				t.Skip("relay serve has no --handshake flag yet: the 0.5 handshake has not landed")
 			}
-			relay := startRelay(t, bin, args...)
-			rep, stderr := runClients(t, sdk, relay.socket)
-			t.Logf("upstream SDK %s, relay handshake %s: %d cases; SDK stderr: %q", version, mode, len(rep.Cases), stderr)
-			checkCases(t, rep, mode)
-			if mode == "0.5" && strings.Contains(stderr, legacyWarning) {
-				t.Errorf("the SDK fell back to the 0.4 handshake against a 0.5 relay: %s", stderr)
-			}
-			relay.stop(t)
-			if log := relay.log.String(); strings.Contains(log, "level=ERROR") {
-				t.Errorf("relay logged errors:\n%s", log)
-			}
+			t.Run("sdk", func(t *testing.T) {
+				relay := startRelay(t, bin, "", args...)
+				rep, stderr := runClients(t, sdk, relay.socket)
+				t.Logf("upstream SDK %s, relay handshake %s: %d cases; SDK stderr: %q", version, mode, len(rep.Cases), stderr)
+				checkCases(t, rep, mode)
+				if mode == "0.5" && strings.Contains(stderr, legacyWarning) {
+					t.Errorf("the SDK fell back to the 0.4 handshake against a 0.5 relay: %s", stderr)
+				}
+				relay.stop(t)
+			})
+			t.Run("msb", func(t *testing.T) {
+				runMsb(t, pkgs, sdk, bin, mode, args)
+			})
 		})
 	}
 }
@@ -316,16 +318,19 @@ func (s *syncBuffer) String() string {
 }
 
 // startRelay runs relay serve on the builtin guest and waits until its
-// socket accepts.
-func startRelay(t *testing.T, bin string, args ...string) *relayProc {
+// socket, at socket or in a new directory if that is empty, accepts.
+func startRelay(t *testing.T, bin, socket string, args ...string) *relayProc {
 	t.Helper()
-	// A short directory: a Unix socket path has at most 107 bytes.
-	dir, err := os.MkdirTemp("", "interop")
-	if err != nil {
-		t.Fatal(err)
+	if socket == "" {
+		// A short directory: a Unix socket path has at most 107 bytes.
+		dir, err := os.MkdirTemp("", "interop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		socket = filepath.Join(dir, "agent.sock")
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	p := &relayProc{socket: filepath.Join(dir, "agent.sock"), log: &syncBuffer{}, done: make(chan error, 1)}
+	p := &relayProc{socket: socket, log: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, append([]string{"serve", "--socket", p.socket, "--guest", "builtin"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
@@ -361,7 +366,7 @@ func startRelay(t *testing.T, bin string, args ...string) *relayProc {
 	}
 }
 
-// stop sends SIGTERM and expects a clean exit.
+// stop sends SIGTERM and expects a clean exit and a log without errors.
 func (p *relayProc) stop(t *testing.T) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
@@ -374,5 +379,8 @@ func (p *relayProc) stop(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Errorf("relay did not exit within 10s of SIGTERM")
+	}
+	if log := p.log.String(); strings.Contains(log, "level=ERROR") {
+		t.Errorf("relay logged errors:\n%s", log)
 	}
 }
