@@ -248,6 +248,10 @@ func install(t *testing.T, version string) string {
 	if err := os.WriteFile(filepath.Join(tmp, ".complete"), []byte(version+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A directory without the marker is an install that did not finish.
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err != nil {
+		os.RemoveAll(dir)
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if _, serr := os.Stat(filepath.Join(dir, ".complete")); serr != nil {
 			t.Fatalf("cache the npm packages: %v", err)
