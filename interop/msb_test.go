@@ -73,6 +73,8 @@ insert into run(sandbox_id, pid, status, started_at) values((select id from sand
 		t.Fatalf("register the relay in msb's database: %v\n%s", err, out)
 	}
 
+	// --warn adds the agent client's own log line about the fallback to
+	// the CLI's warning.
 	var warnings []string
 	note := func(stderr string) {
 		for _, l := range strings.Split(stderr, "\n") {
@@ -82,20 +84,20 @@ insert into run(sandbox_id, pid, status, started_at) values((select id from sand
 		}
 	}
 
-	o, e, code := run(nil, "exec", name, "--", "echo", "hello from msb")
+	o, e, code := run(nil, "--warn", "exec", name, "--", "echo", "hello from msb")
 	note(e)
 	if code != 0 || o != "hello from msb\n" {
 		t.Errorf("echo: exit %d stdout %q stderr %q", code, o, e)
 	}
 
-	o, e, code = run(nil, "exec", name, "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+	o, e, code = run(nil, "--warn", "exec", name, "--", "sh", "-c", "echo out; echo err >&2; exit 3")
 	note(e)
 	if code != 3 || o != "out\n" || !strings.Contains(e, "err\n") {
 		t.Errorf("exit code: exit %d stdout %q stderr %q", code, o, e)
 	}
 
 	in := bytes.Repeat([]byte("0123456789abcdef"), 20000)
-	o, e, code = run(in, "exec", "--stream", name, "--", "sha256sum")
+	o, e, code = run(in, "--warn", "exec", "--stream", name, "--", "sha256sum")
 	note(e)
 	if want := sha256Line(t, in); code != 0 || o != want {
 		t.Errorf("stdin: exit %d stdout %q, want %q; stderr %q", code, o, want, e)
@@ -104,7 +106,7 @@ insert into run(sandbox_id, pid, status, started_at) values((select id from sand
 	// --timeout has msb end the command; the relay also kills what a
 	// departing client left running, so only the prompt end is asserted.
 	start := time.Now()
-	o, e, code = run(nil, "exec", "--timeout", "1s", name, "--", "sleep", "30")
+	o, e, code = run(nil, "--warn", "exec", "--timeout", "1s", name, "--", "sleep", "30")
 	note(e)
 	if took := time.Since(start); code == 0 || took > 10*time.Second || !strings.Contains(e, "timed out") {
 		t.Errorf("timeout: exit %d after %v stdout %q stderr %q", code, took, o, e)
@@ -116,7 +118,7 @@ insert into run(sandbox_id, pid, status, started_at) values((select id from sand
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			o, e, code := run(nil, "exec", name, "--", "sh", "-c", fmt.Sprintf("echo %s1; sleep 0.3; echo %s2", n, n))
+			o, e, code := run(nil, "--warn", "exec", name, "--", "sh", "-c", fmt.Sprintf("echo %s1; sleep 0.3; echo %s2", n, n))
 			mu.Lock()
 			defer mu.Unlock()
 			note(e)
