@@ -19,9 +19,10 @@ build:
 	$(GO) build -o bin/relay-baseline ./cmd/relay-baseline
 
 # Static checks, then the race tests (which also run every fuzz target's seed
-# corpus), then a short coverage-guided run of every fuzz target; each step's
-# duration is printed.
-TEST_STEPS ?= vet fmt-check tidy-check staticcheck deps-check unit fuzz-seeds vm-test
+# corpus), then a short coverage-guided run of every fuzz target, then the
+# slow end-to-end steps: the microVM, and upstream's published clients
+# against the relay; each step's duration is printed.
+TEST_STEPS ?= vet fmt-check tidy-check staticcheck deps-check unit fuzz-seeds vm-test interop
 test:
 	@bash scripts/steps.sh $(TEST_STEPS)
 
@@ -73,6 +74,13 @@ cover:
 
 fuzz-seeds:
 	bash scripts/fuzz.sh $(SHORTFUZZ)
+
+# Upstream microsandbox's published Node SDK (npm, pinned in
+# interop/interop_test.go, cached under ~/.cache/agentrelay-interop) runs
+# exec cases against bin/relay built from this tree, in each handshake form
+# the relay offers. Skipped only when npm cannot reach its registry.
+interop:
+	RELAY_INTEROP=1 $(GO) test -count=1 -v -run '^TestUpstreamClients$$' ./interop/
 
 # Longer fuzzing: every target for FUZZTIME each.
 fuzz:

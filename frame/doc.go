@@ -1,7 +1,9 @@
 // Package frame implements the relay's wire format: length-prefixed frames
 // ([len u32 BE][id u32 BE][flags u8][CBOR body]), the CBOR envelope
 // {"v", "t", "p"} and every payload type of microsandbox 0.4.4's agent
-// protocol, byte-compatible with the original encoder.
+// protocol, byte-compatible with the original encoder, plus the message
+// types and both handshake forms of the later generations (up to 7,
+// microsandbox 0.6.10 and later). A relay forwards types it does not know.
 //
 // The package has two speeds. The hot path (Split, Scanner, Peek,
 // AppendFrame) reads frames and the few envelope fields a relay routes on

@@ -37,19 +37,26 @@ func appendHead(dst []byte, major byte, n uint64) []byte {
 // dataKey is the payload {"data": ...} up to the byte string's head.
 var dataKey = [...]byte{majorMap<<5 | 1, majorText<<5 | 4, 'd', 'a', 't', 'a'}
 
-// AppendMessage appends a whole frame: header, envelope and payload, with
-// the flags t implies. payload is one of the payload structs (or a pointer
-// to one), or nil for an empty payload. The data-carrying payloads
-// (ExecStdin, ExecStdout, ExecStderr, FsData) are encoded without
-// allocating. On error dst is returned unchanged.
+// AppendMessage appends a whole frame: header, envelope (generation
+// Version) and payload, with the flags t implies. payload is one of the
+// payload structs (or a pointer to one), or nil for an empty payload. The
+// data-carrying payloads (ExecStdin, ExecStdout, ExecStderr, FsData,
+// TCPData) are encoded without allocating. On error dst is returned
+// unchanged.
 func AppendMessage(dst []byte, id uint32, t Type, payload any) ([]byte, error) {
+	return AppendMessageVersion(dst, id, Version, t, payload)
+}
+
+// AppendMessageVersion is AppendMessage with the envelope's "v" given: a
+// relay answers a guest in the generation the guest announced.
+func AppendMessageVersion(dst []byte, id uint32, v uint64, t Type, payload any) ([]byte, error) {
 	if !t.Known() {
 		return dst, fmt.Errorf("frame: cannot encode message type %d", t)
 	}
 	var data []byte
 	switch p := payload.(type) {
 	case nil:
-		return appendEnvelope(dst, id, t.Flags(), Version, t.String(), nil, nil)
+		return appendEnvelope(dst, id, t.Flags(), v, t.String(), nil, nil)
 	case ExecStdout:
 		data = p.Data
 	case *ExecStdout:
@@ -66,15 +73,19 @@ func AppendMessage(dst []byte, id uint32, t Type, payload any) ([]byte, error) {
 		data = p.Data
 	case *FsData:
 		data = p.Data
+	case TCPData:
+		data = p.Data
+	case *TCPData:
+		data = p.Data
 	default:
 		enc, err := encMode.Marshal(payload)
 		if err != nil {
 			return dst, fmt.Errorf("frame: encode %s payload: %w", t, err)
 		}
-		return appendEnvelope(dst, id, t.Flags(), Version, t.String(), enc, nil)
+		return appendEnvelope(dst, id, t.Flags(), v, t.String(), enc, nil)
 	}
 	var head [len(dataKey) + 9]byte
-	return appendEnvelope(dst, id, t.Flags(), Version, t.String(),
+	return appendEnvelope(dst, id, t.Flags(), v, t.String(),
 		appendHead(append(head[:0], dataKey[:]...), majorBytes, uint64(len(data))), data)
 }
 

@@ -245,6 +245,15 @@ func FuzzDecode(f *testing.F) {
 	f.Add(frameOf(cb{}.m(2).t("t").t("core.fs.request").t("p").b(cb{}.m(1).t("op").m(1).t("Write").m(1).t("path").t("/x"))))
 	f.Add(frameOf(cb{}.m(2).t("t").t("core.fs.response").t("p").b(cb{}.m(1).t("data").m(1).t("List").a(0))))
 	f.Add(frameOf(cb{}.m(2).t("t").t("core.exec.request").t("p").b(cb{}.m(1).t("cmd").t("x"))))
+	// Later generations: optional fields absent, null or unknown, and a
+	// type newer than the package.
+	f.Add(frameOf(cb{}.m(3).t("v").u(7).t("t").t("core.exec.stdin.error").t("p").b(cb{}.m(1).t("message").t("x"))))
+	f.Add(frameOf(cb{}.m(3).t("v").u(5).t("t").t("core.error").t("p").b(cb{}.m(3).t("kind").t("invalid_flags").t("message").t("m").t("offending_type").raw(0xf6))))
+	f.Add(frameOf(cb{}.m(3).t("v").u(7).t("t").t("core.ready").t("p").b(cb{}.m(2).t("boot_time_ns").u(1).t("agent_version").t("0.6.14"))))
+	f.Add(frameOf(cb{}.m(3).t("v").u(8).t("t").t("core.tcp.connect").t("p").b(cb{}.m(3).t("host").t("h").t("port").u(80).t("bulk").m(0))))
+	f.Add(frameOf(cb{}.m(3).t("v").u(2).t("t").t("core.relay.client.disconnected").t("p").b(cb{}.m(2).t("id_start").u(1).t("id_end_exclusive").u(33554431))))
+	f.Add(frameOf(cb{}.m(3).t("v").u(7).t("t").t("core.init.ack").t("p").b(cb{}.m(0))))
+	f.Add(frameOf(cb{}.m(3).t("v").u(9).t("t").t("core.workload.freeze").t("p").b(cb{}.m(0))))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		m, err := Decode(raw)
 		if err != nil {

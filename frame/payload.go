@@ -7,16 +7,20 @@ import (
 	"github.com/fxamacker/cbor/v2"
 )
 
-// Payload types, one per message type (core.shutdown has none). Field order
-// is wire order: the encoder writes fields in declaration order. Optional
-// values are pointers, encoded as null when nil, never left out, as the
-// original does.
+// Payload types, one per message type (core.shutdown has none; the types
+// added after 0.4.4 are in payload_later.go). Field order is wire order: the
+// encoder writes fields in declaration order. Optional values are pointers,
+// encoded as null when nil, never left out, as the original does, except
+// where a tag says omitempty: upstream skips those when empty.
 
-// Ready is the payload of core.ready: the guest's boot timeline.
+// Ready is the payload of core.ready: the guest's boot timeline and, from
+// later agents, their version. An empty AgentVersion is left off the wire,
+// as upstream does, so a 0.4.4 ready frame encodes byte for byte.
 type Ready struct {
-	BootTimeNs  uint64 `cbor:"boot_time_ns"`
-	InitTimeNs  uint64 `cbor:"init_time_ns"`
-	ReadyTimeNs uint64 `cbor:"ready_time_ns"`
+	BootTimeNs   uint64 `cbor:"boot_time_ns"`
+	InitTimeNs   uint64 `cbor:"init_time_ns"`
+	ReadyTimeNs  uint64 `cbor:"ready_time_ns"`
+	AgentVersion string `cbor:"agent_version,omitempty"`
 }
 
 // ExecRequest is the payload of core.exec.request. Only Cmd is required on

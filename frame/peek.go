@@ -1,10 +1,11 @@
 package frame
 
 // Peeked is what a relay needs from a frame body: the message type, the
-// data of a stdin, stdout or stderr payload, and whether an exec request
-// asks for a tty.
+// envelope's generation, the data of a stdin, stdout or stderr payload, and
+// whether an exec request asks for a tty.
 type Peeked struct {
 	Type    Type
+	Version uint64 // the envelope's "v"; 0 if absent
 	Data    []byte // sub-slice of the body, valid while the body is
 	HasData bool   // Type is ExecStdin, ExecStdout or ExecStderr
 	TTY     bool   // Type is ExecRequest and it asks for a tty
@@ -14,7 +15,9 @@ type Peeked struct {
 // it into Go values and without allocating. It checks the envelope fully,
 // and the payload only for the types it looks into: stdin, stdout and
 // stderr (which must carry "data") and exec requests (whose "tty", when
-// present, must be a bool). An unknown "t" gives TypeUnknown, not an error.
+// present, must be a bool). An unknown "t" gives TypeUnknown, not an error,
+// and so does every payload it does not look into: a relay forwards those
+// frames as they are.
 //
 // Peek is stricter than Decode (definite lengths only, no tags, at most 32
 // keys in the maps it looks into, 16 levels of nesting): when Peek
@@ -27,6 +30,7 @@ func Peek(body []byte) (Peeked, error) {
 		return Peeked{}, err
 	}
 	var t, p []byte
+	var v uint64
 	for {
 		key, ok, err := w.key()
 		if err != nil {
@@ -38,7 +42,7 @@ func Peek(body []byte) (Peeked, error) {
 		switch string(key) {
 		case "v":
 			var major byte
-			major, _, _, w.off, err = head(body, w.off)
+			major, _, v, w.off, err = head(body, w.off)
 			if err == nil && major != majorUint {
 				err = errFieldType
 			}
@@ -59,7 +63,7 @@ func Peek(body []byte) (Peeked, error) {
 	if len(t) == 0 {
 		return Peeked{}, errNoType
 	}
-	pk := Peeked{Type: ParseType(t)}
+	pk := Peeked{Type: ParseType(t), Version: v}
 	switch pk.Type {
 	case TypeExecStdin, TypeExecStdout, TypeExecStderr:
 		data, err := peekPayload(p, "data")

@@ -211,3 +211,42 @@ func TestPeekRepeatedKeysInSkippedValues(t *testing.T) {
 	}
 	checkAgreement(t, "nested repeat", pk, m)
 }
+
+// TestPeekLaterTypes: the types added after 0.4.4 peek to their type and
+// generation and carry no data; types newer than this package (generation
+// 8 and later) peek to TypeUnknown without error, whatever their payload,
+// so that a relay forwards them.
+func TestPeekLaterTypes(t *testing.T) {
+	for _, v := range loadVectors(t) {
+		ty := ParseType([]byte(v.Type))
+		if ty < TypeExecStdinError {
+			continue
+		}
+		f, err := Split(v.frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pk, err := Peek(f.Body)
+		if err != nil || pk.Type != ty || pk.Version != v.v || pk.HasData || pk.Data != nil || pk.TTY {
+			t.Fatalf("%s: %+v %v", v.Name, pk, err)
+		}
+	}
+	for name, body := range map[string]cb{
+		"bulk credit":     cb{}.m(3).t("v").u(8).t("t").t("core.bulk.credit").t("p").b(cb{}.m(1).t("limit").u(1 << 20)),
+		"workload freeze": cb{}.m(3).t("v").u(9).t("t").t("core.workload.freeze").t("p").b(cb{}.a(2).u(1).t("x")),
+		"payload not map": cb{}.m(3).t("v").u(7).t("t").t("core.future").t("p").b([]byte{0xff, 0x00}),
+		"no payload":      cb{}.m(2).t("v").u(7).t("t").t("core.future"),
+		"tcp data":        cb{}.m(3).t("v").u(4).t("t").t("core.tcp.data").t("p").b([]byte{0x01}),
+	} {
+		pk, err := Peek(body)
+		if err != nil || pk.HasData || pk.Data != nil {
+			t.Errorf("%s: %+v %v", name, pk, err)
+		}
+		if m, err := DecodeFrame(Frame{Body: body}); err != nil || m.Type != pk.Type {
+			t.Errorf("%s: Decode %+v %v", name, m, err)
+		}
+	}
+	if pk, _ := Peek(cb{}.m(2).t("v").u(9).t("t").t("core.bulk.credit")); pk.Type != TypeUnknown || pk.Version != 9 {
+		t.Errorf("generation 9 type: %+v", pk)
+	}
+}

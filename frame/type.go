@@ -3,8 +3,10 @@ package frame
 // Type is a message type: the envelope's "t" string as a small integer.
 type Type uint8
 
-// Message types of protocol 0.4.4. TypeUnknown stands for any "t" this
-// package does not know; such frames are still valid and can be forwarded.
+// Message types. The first block is protocol 0.4.4's; the second holds the
+// types upstream added up to generation 7 (microsandbox 0.6.10 and later).
+// TypeUnknown stands for any "t" this package does not know; such frames
+// are still valid and can be forwarded.
 const (
 	TypeUnknown Type = iota
 	TypeReady
@@ -21,6 +23,25 @@ const (
 	TypeFsRequest
 	TypeFsResponse
 	TypeFsData
+
+	TypeExecStdinError
+	TypeRelayClientDisconnected
+	TypeInitResolved
+	TypeInitAck
+	TypeClockSync
+	TypeTCPConnect
+	TypeTCPConnected
+	TypeTCPData
+	TypeTCPEOF
+	TypeTCPClose
+	TypeTCPClosed
+	TypeTCPFailed
+	TypeCoreError
+	TypePing
+	TypePong
+	TypeTouch
+	TypeTouched
+	TypeBootstrap
 	numTypes
 )
 
@@ -40,6 +61,25 @@ var typeNames = [numTypes]string{
 	TypeFsRequest:   "core.fs.request",
 	TypeFsResponse:  "core.fs.response",
 	TypeFsData:      "core.fs.data",
+
+	TypeExecStdinError:          "core.exec.stdin.error",
+	TypeRelayClientDisconnected: "core.relay.client.disconnected",
+	TypeInitResolved:            "core.init.resolved",
+	TypeInitAck:                 "core.init.ack",
+	TypeClockSync:               "core.clock.sync",
+	TypeTCPConnect:              "core.tcp.connect",
+	TypeTCPConnected:            "core.tcp.connected",
+	TypeTCPData:                 "core.tcp.data",
+	TypeTCPEOF:                  "core.tcp.eof",
+	TypeTCPClose:                "core.tcp.close",
+	TypeTCPClosed:               "core.tcp.closed",
+	TypeTCPFailed:               "core.tcp.failed",
+	TypeCoreError:               "core.error",
+	TypePing:                    "core.ping",
+	TypePong:                    "core.pong",
+	TypeTouch:                   "core.touch",
+	TypeTouched:                 "core.touched",
+	TypeBootstrap:               "core.bootstrap",
 }
 
 // String returns the wire string, e.g. "core.exec.stdout". TypeUnknown and
@@ -54,17 +94,45 @@ func (t Type) String() string {
 // Known reports whether t is one of the protocol's message types.
 func (t Type) Known() bool { return t > TypeUnknown && t < numTypes }
 
-// Flags returns the header flags a frame of this type carries.
+// Flags returns the header flags a frame of this type carries. They are
+// upstream's: a TCP stream is a session like an exec, and the replies to
+// ping and touch, and core.error, end their correlation id's exchange.
 func (t Type) Flags() uint8 {
 	switch t {
 	case TypeShutdown:
 		return FlagShutdown
-	case TypeExecRequest, TypeFsRequest:
+	case TypeExecRequest, TypeFsRequest, TypeTCPConnect:
 		return FlagSessionStart
-	case TypeExecExited, TypeExecFailed, TypeFsResponse:
+	case TypeExecExited, TypeExecFailed, TypeFsResponse, TypeTCPClosed, TypeTCPFailed,
+		TypeCoreError, TypePong, TypeTouched:
 		return FlagTerminal
 	}
 	return 0
+}
+
+// Since returns the protocol generation that introduced t (upstream's
+// min_protocol_version), 0 for TypeUnknown. A peer that negotiated an
+// older generation does not know the type.
+func (t Type) Since() uint64 {
+	switch t {
+	case TypeUnknown:
+		return 0
+	case TypeFsRequest, TypeFsResponse, TypeFsData:
+		return 2
+	case TypeTCPConnect, TypeTCPConnected, TypeTCPData, TypeTCPEOF, TypeTCPClose,
+		TypeTCPClosed, TypeTCPFailed:
+		return 4
+	case TypeCoreError:
+		return 5
+	case TypePing, TypePong, TypeTouch, TypeTouched:
+		return 6
+	case TypeBootstrap:
+		return 7
+	}
+	if t >= numTypes {
+		return 0
+	}
+	return 1
 }
 
 // ParseType maps a wire string to its Type, TypeUnknown if it is not one.
@@ -99,6 +167,42 @@ func ParseType(s []byte) Type {
 		return TypeFsResponse
 	case "core.fs.data":
 		return TypeFsData
+	case "core.exec.stdin.error":
+		return TypeExecStdinError
+	case "core.relay.client.disconnected":
+		return TypeRelayClientDisconnected
+	case "core.init.resolved":
+		return TypeInitResolved
+	case "core.init.ack":
+		return TypeInitAck
+	case "core.clock.sync":
+		return TypeClockSync
+	case "core.tcp.connect":
+		return TypeTCPConnect
+	case "core.tcp.connected":
+		return TypeTCPConnected
+	case "core.tcp.data":
+		return TypeTCPData
+	case "core.tcp.eof":
+		return TypeTCPEOF
+	case "core.tcp.close":
+		return TypeTCPClose
+	case "core.tcp.closed":
+		return TypeTCPClosed
+	case "core.tcp.failed":
+		return TypeTCPFailed
+	case "core.error":
+		return TypeCoreError
+	case "core.ping":
+		return TypePing
+	case "core.pong":
+		return TypePong
+	case "core.touch":
+		return TypeTouch
+	case "core.touched":
+		return TypeTouched
+	case "core.bootstrap":
+		return TypeBootstrap
 	}
 	return TypeUnknown
 }

@@ -35,6 +35,13 @@ func TestTypeFlags(t *testing.T) {
 		TypeExecExited:  FlagTerminal,
 		TypeExecFailed:  FlagTerminal,
 		TypeFsResponse:  FlagTerminal,
+
+		TypeTCPConnect: FlagSessionStart,
+		TypeTCPClosed:  FlagTerminal,
+		TypeTCPFailed:  FlagTerminal,
+		TypeCoreError:  FlagTerminal,
+		TypePong:       FlagTerminal,
+		TypeTouched:    FlagTerminal,
 	}
 	for ty := TypeUnknown; ty < numTypes; ty++ {
 		if got := ty.Flags(); got != want[ty] {
@@ -44,8 +51,33 @@ func TestTypeFlags(t *testing.T) {
 }
 
 func TestConstants(t *testing.T) {
-	if Step != 268435455 || MaxLen != 4194304 || MaxFrame != 4194308 {
-		t.Fatalf("Step %d MaxLen %d MaxFrame %d", Step, MaxLen, MaxFrame)
+	if Step != 268435455 || MaxLen != 4194304 || MaxFrame != 4194308 || Step05 != 33554431 {
+		t.Fatalf("Step %d MaxLen %d MaxFrame %d Step05 %d", Step, MaxLen, MaxFrame, Step05)
+	}
+}
+
+// TestTypeSince pins each type's generation to upstream's
+// min_protocol_version.
+func TestTypeSince(t *testing.T) {
+	want := map[Type]uint64{
+		TypeFsRequest: 2, TypeFsResponse: 2, TypeFsData: 2,
+		TypeTCPConnect: 4, TypeTCPConnected: 4, TypeTCPData: 4, TypeTCPEOF: 4,
+		TypeTCPClose: 4, TypeTCPClosed: 4, TypeTCPFailed: 4,
+		TypeCoreError: 5,
+		TypePing:      6, TypePong: 6, TypeTouch: 6, TypeTouched: 6,
+		TypeBootstrap: 7,
+	}
+	for ty := TypeReady; ty < numTypes; ty++ {
+		w, ok := want[ty]
+		if !ok {
+			w = 1
+		}
+		if got := ty.Since(); got != w || got > MaxGeneration {
+			t.Errorf("%v.Since() = %d, want %d", ty, got, w)
+		}
+	}
+	if TypeUnknown.Since() != 0 || Type(200).Since() != 0 {
+		t.Error("unknown types have no generation")
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/agentrelay/agentrelay/frame"
-	"github.com/agentrelay/agentrelay/guest"
+	"github.com/agentrelay/agentrelay/agent"
 )
 
 // startRelayAt is startRelay on a socket path of the caller's choosing.
@@ -185,7 +185,7 @@ func TestServeRefusesBeforeSideEffects(t *testing.T) {
 			if code != tc.code || !strings.Contains(stderr, tc.want) {
 				t.Fatalf("exit %d, want %d, with %q in:\n%s", code, tc.code, tc.want, stderr)
 			}
-			if strings.Contains(stderr, guest.Warning) || strings.Contains(stderr, "level=") {
+			if strings.Contains(stderr, agent.Warning) || strings.Contains(stderr, "level=") {
 				t.Fatalf("the relay got past its checks:\n%s", stderr)
 			}
 			for _, p := range []string{dir, logDir} {
