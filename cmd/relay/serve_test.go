@@ -18,8 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
-	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/agent"
+	"github.com/agentrelay/agentrelay/frame"
 )
 
 // startRelayAt is startRelay on a socket path of the caller's choosing.
