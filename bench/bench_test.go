@@ -65,11 +65,12 @@ func relayBinary(impl string) (string, error) {
 // (with exec.log if execLog), starting it if need be; it skips tb if the
 // target cannot run here. bin is the directory holding relay and
 // relay-baseline, or empty for relayBinary's choice.
-func (r *registry) get(tb testing.TB, impl, guest string, execLog bool, bin string) *Target {
+func (r *registry) get(tb testing.TB, impl string, w Workload, bin string) *Target {
 	tb.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cfg := Config{Impl: impl, Guest: guest, ExecLog: execLog}
+	guest, execLog := w.Guest, w.ExecLog && impl != Floor && impl != Forwarder && impl != FrameForwarder
+	cfg := Config{Impl: impl, Guest: guest, ExecLog: execLog, Wide: w.Wide}
 	if ext, ok := attached(tb, impl, guest, execLog); ok {
 		return ext
 	}
@@ -264,7 +265,7 @@ func runTree(b *testing.B, n *node) {
 }
 
 func benchmark(b *testing.B, w Workload, impl string) {
-	t := targets.get(b, impl, w.Guest, w.ExecLog, "")
+	t := targets.get(b, impl, w, "")
 	var before, after Usage
 	var usageErr error
 	hooks := Hooks{

@@ -20,12 +20,14 @@ const IOTimeout = 10 * time.Second
 // and costs the same whatever the target.
 type Conn struct {
 	fd     int
-	Offset uint32 // the first id of this client's range, from the handshake
+	Offset uint32 // the slot's boundary: the client's ids are Offset+1 .. Offset+Step-1
+	Step   uint32 // the slot's id range in the handshake's form
 	Ready  []byte // the core.ready frame of the handshake
 }
 
-// Dial connects to the socket at path and completes the 0.4.4 handshake:
-// [offset u32 BE] then one whole core.ready frame.
+// Dial connects to the socket at path and completes the handshake, either
+// form: 0.4's [offset u32 BE] or 0.5's [id_start u32 BE][id_end_exclusive u32
+// BE], told apart by the latter's shape, then one whole core.ready frame.
 func Dial(path string) (*Conn, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -55,7 +57,13 @@ func (c *Conn) handshake() error {
 	if err := c.ReadFull(head[:]); err != nil {
 		return err
 	}
-	c.Offset = binary.BigEndian.Uint32(head[:])
+	c.Offset, c.Step = binary.BigEndian.Uint32(head[:]), frame.Step
+	if a, b := c.Offset, binary.BigEndian.Uint32(head[frame.LenSize:]); a%frame.Step05 == 1 && b == a-1+frame.Step05 {
+		c.Offset, c.Step = a-1, frame.Step05
+		if err := c.ReadFull(head[frame.LenSize:]); err != nil {
+			return err
+		}
+	}
 	n, err := frame.Len(head[frame.LenSize:])
 	if err != nil {
 		return err
@@ -165,9 +173,10 @@ type IDs struct {
 	first, next, end uint32
 }
 
-// NewIDs returns the ids of the client whose handshake gave offset.
-func NewIDs(offset uint32) IDs {
-	return IDs{first: offset + 1, next: offset + 1, end: offset + frame.Step}
+// NewIDs returns the ids of the client whose slot starts at offset, with
+// ranges of step ids.
+func NewIDs(offset, step uint32) IDs {
+	return IDs{first: offset + 1, next: offset + 1, end: offset + step}
 }
 
 // Next returns the next id.

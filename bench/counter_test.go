@@ -26,7 +26,7 @@ func TestCounterChunks(t *testing.T) {
 	const n, size = 50, 100
 	b := stream(t, 1, n, size)
 	for _, chunk := range []int{1, 2, 8, 9, 10, 99, 100, 101, 777, len(b)} {
-		c := Counter{Size: size, Want: NewIDs(0)}
+		c := Counter{Size: size, Want: NewIDs(0, frame.Step)}
 		total := 0
 		for p := b; len(p) > 0; {
 			k := min(chunk, len(p))
@@ -45,7 +45,7 @@ func TestCounterChunks(t *testing.T) {
 
 func TestCounterPartialFrameNotCounted(t *testing.T) {
 	b := stream(t, 1, 2, 64)
-	c := Counter{Size: 64, Want: NewIDs(0)}
+	c := Counter{Size: 64, Want: NewIDs(0, frame.Step)}
 	if got, err := c.Feed(b[:64+63]); err != nil || got != 1 {
 		t.Fatalf("Feed = %d, %v; want 1 whole frame", got, err)
 	}
@@ -56,7 +56,7 @@ func TestCounterPartialFrameNotCounted(t *testing.T) {
 
 func TestCounterCatchesLostFrame(t *testing.T) {
 	b := stream(t, 1, 3, 64)
-	c := Counter{Size: 64, Want: NewIDs(0)}
+	c := Counter{Size: 64, Want: NewIDs(0, frame.Step)}
 	lost := append(append([]byte{}, b[:64]...), b[128:]...) // frame 2 missing
 	got, err := c.Feed(lost)
 	if err == nil {
@@ -68,14 +68,14 @@ func TestCounterCatchesLostFrame(t *testing.T) {
 }
 
 func TestCounterCatchesWrongSize(t *testing.T) {
-	c := Counter{Size: 64, Want: NewIDs(0)}
+	c := Counter{Size: 64, Want: NewIDs(0, frame.Step)}
 	if _, err := c.Feed(stream(t, 1, 1, 65)); err == nil {
 		t.Fatal("a 65-byte frame passed as 64")
 	}
 }
 
 func TestCounterCatchesBadLength(t *testing.T) {
-	c := Counter{Want: NewIDs(0)}
+	c := Counter{Want: NewIDs(0, frame.Step)}
 	_, err := c.Feed([]byte{0, 0, 0, 1, 0, 0, 0, 1, 0})
 	if !errors.Is(err, frame.ErrTooShort) {
 		t.Fatalf("len 1: %v, want ErrTooShort", err)
@@ -99,7 +99,7 @@ func TestCounterFixedID(t *testing.T) {
 }
 
 func TestIDsWrap(t *testing.T) {
-	ids := NewIDs(frame.Step) // slot 1
+	ids := NewIDs(frame.Step, frame.Step) // slot 1
 	if id := ids.Next(); id != frame.Step+1 {
 		t.Fatalf("first id %d, want %d", id, frame.Step+1)
 	}
@@ -136,7 +136,7 @@ func FuzzCounter(f *testing.F) {
 			want++
 			p = p[len(fr.Raw):]
 		}
-		c := Counter{Want: NewIDs(0)}
+		c := Counter{Want: NewIDs(0, frame.Step)}
 		got, gotErr := 0, false
 		step := int(chunk)%32 + 1
 		for p := b; len(p) > 0 && !gotErr; {

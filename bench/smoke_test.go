@@ -62,7 +62,7 @@ func TestWorkloadsFloor(t *testing.T) {
 			continue
 		}
 		t.Run(w.Name, func(t *testing.T) {
-			smoke(t, w, targets.get(t, Floor, w.Guest, false, ""))
+			smoke(t, w, targets.get(t, Floor, w, ""))
 		})
 	}
 }
@@ -79,7 +79,7 @@ func TestWorkloadsForwarders(t *testing.T) {
 			}
 			ran++
 			t.Run(w.Name+"/impl="+impl, func(t *testing.T) {
-				smoke(t, w, targets.get(t, impl, w.Guest, false, ""))
+				smoke(t, w, targets.get(t, impl, w, ""))
 			})
 		}
 	}
@@ -111,7 +111,7 @@ func TestWorkloadsRelays(t *testing.T) {
 				continue
 			}
 			t.Run(w.Name+"/impl="+impl, func(t *testing.T) {
-				target := targets.get(t, impl, w.Guest, w.ExecLog, bin)
+				target := targets.get(t, impl, w, bin)
 				smoke(t, w, target)
 				if w.ExecLog {
 					waitExecLog(t, filepath.Join(target.Dir, target.Name(), "exec.log"))

@@ -53,6 +53,7 @@ type Config struct {
 	Forwarder string // path of the compiled forwarder (BuildForwarder)
 	Dir       string // where the sockets, the logs and exec.log go
 	ExecLog   bool   // run the relay with --exec-log Dir/<name>
+	Wide      bool   // run the relay with --handshake 0.5 (128 slots)
 }
 
 // Name is the target's name in file names and in the registry of running
@@ -64,6 +65,9 @@ func (c Config) Name() string {
 	}
 	if c.ExecLog {
 		name += "-execlog"
+	}
+	if c.Wide {
+		name += "-0.5"
 	}
 	return name
 }
@@ -141,6 +145,9 @@ func Start(cfg Config) (*Target, error) {
 				return nil, err
 			}
 			args = append(args, "--exec-log", dir)
+		}
+		if cfg.Wide {
+			args = append(args, "--handshake", "0.5")
 		}
 		cmd = exec.Command(cfg.Relay, args...)
 		if v := os.Getenv(RelayProcsEnv); v != "" {

@@ -30,6 +30,7 @@ type Workload struct {
 	Window  int      // bytes a client may have in flight (sent, not yet echoed)
 	Batch   int      // bytes a client writes per system call, at most
 	ExecLog bool     // core.exec.stdout frames of one exec session, exec.log on
+	Wide    bool     // the relay speaks the 0.5 handshake: 128 slots
 	Guest   string   // InProcess or UnixGuest: where the relays' guest runs
 	Targets []string // which targets run it
 }
@@ -63,6 +64,8 @@ var Workloads = withUnixGuest([]Workload{
 	// Two frames in flight: one being echoed while the next is written.
 	{Name: "stream/size=3M", Kind: Stream, Size: 3 * mib, Clients: 1, Window: 6 * mib, Batch: 3 * mib, Targets: allTargets},
 	{Name: "fanin/clients=16/size=128", Kind: Stream, Size: 128, Clients: 16, Window: 64 * kib, Batch: 16 * kib, Targets: allTargets},
+	// 128 clients need the 0.5 handshake, which only the reactor speaks.
+	{Name: "fanin/clients=128/size=128", Kind: Stream, Size: 128, Clients: 128, Window: 16 * kib, Batch: 4 * kib, Wide: true, Targets: []string{Reactor}},
 	{Name: "stream-execlog/size=64", Kind: Stream, Size: 64, Clients: 1, Window: 256 * kib, Batch: 64 * kib, ExecLog: true, Targets: relayTargets},
 	{Name: "stream-execlog/size=64K", Kind: Stream, Size: 64 * kib, Clients: 1, Window: 256 * kib, Batch: 64 * kib, ExecLog: true, Targets: relayTargets},
 })
@@ -76,6 +79,8 @@ func withUnixGuest(ws []Workload) []Workload {
 	for _, w := range ws {
 		w.Name, w.Guest = unixPrefix+w.Name, UnixGuest
 		switch {
+		case w.Wide:
+			// Only the reactor speaks the 0.5 handshake.
 		case !slices.Contains(w.Targets, Floor):
 			w.Targets = relayTargets
 		case w.Clients > 1:
@@ -184,7 +189,7 @@ func (w Workload) roundTrips(c *Conn, n int, h Hooks) (Result, error) {
 	}
 	echo := make([]byte, w.Size)
 	lat := make([]time.Duration, n)
-	ids := NewIDs(c.Offset)
+	ids := NewIDs(c.Offset, c.Step)
 	got := Counter{Size: w.Size, Want: ids}
 	trip := func() error {
 		SetID(f, ids.Next())
@@ -293,7 +298,7 @@ func (w Workload) newPipe(c *Conn) (*pipe, error) {
 		batch:  make([]byte, 0, batchN*w.Size),
 		batchN: batchN,
 		window: max(batchN, w.Window/w.Size),
-		ids:    NewIDs(c.Offset),
+		ids:    NewIDs(c.Offset, c.Step),
 		rbuf:   make([]byte, 256*kib),
 		kick:   make(chan struct{}, 1),
 	}

@@ -71,8 +71,15 @@ func (r *Relay) refuseStart(c *conn, f frame.Frame, msg string) {
 	} else {
 		reply, err = frame.AppendMessage(nil, f.ID, frame.TypeExecFailed, frame.ExecFailed{Kind: "other", Message: msg})
 	}
-	if err != nil || !c.out.reserve(len(reply)) {
+	if err != nil {
 		r.protocolError(c, relayError("cannot answer refused session start"))
+		return
+	}
+	if !c.out.reserve(len(reply)) {
+		// It keeps starting sessions and reads none of the answers: a
+		// client that does not read, as one that holds up the guest.
+		r.stats.evictions.Add(1)
+		r.disconnect(c, "evicted: output full, a refused session start cannot be answered", nil)
 		return
 	}
 	c.out.append(reply)

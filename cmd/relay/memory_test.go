@@ -25,8 +25,11 @@ import (
 	"github.com/agentrelay/agentrelay/ring"
 )
 
+// The flood runs the 0.5 handshake: 128 slots, the most clients a relay
+// serves.
 const (
-	memClients     = frame.MaxClients
+	memClients     = relay.MaxSlots
+	memStep        = frame.Step05
 	memMaxSessions = 4096 // relay.Options.MaxSessions default
 )
 
@@ -37,10 +40,11 @@ const memFloodFor = 6 * time.Second
 // that its peak RSS stays within relay/doc.go's bound plus an allowance for
 // the Go runtime measured on the idle relay:
 //
-//   - up to 96 clients: 16 hold the slots, 64 wait in the accept queue, the
-//     rest are turned away and retry;
-//   - every client that gets a slot opens MaxSessions exec sessions, then
-//     writes maximum-size frames nonstop and never reads;
+//   - up to 208 clients, in the 0.5 handshake: 128 hold the slots, 64 wait
+//     in the accept queue, the rest are turned away and retry;
+//   - every client that gets a slot opens MaxSessions exec sessions (until
+//     the relay's MaxSessionsTotal refuses more), then writes maximum-size
+//     frames nonstop and never reads, so the input budget runs out;
 //   - the guest (the test, over unix:) reads its console only 250 ms in
 //     every 1.25 s, so the Rx ring is full most of the time, and writes
 //     maximum-size core.exec.stdout frames to every slot, under the open
@@ -60,12 +64,12 @@ func TestMemoryBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bound := uint64(relay.Options{}.MemoryBound() + 2*ring.DefaultCapacity + xl.MemoryBound(2))
+	bound := uint64(relay.Options{Handshake: relay.Handshake05}.MemoryBound() + 2*ring.DefaultCapacity + xl.MemoryBound(2))
 	xl.Close()
 
 	g, path := newFakeGuest(t, 0)
 	logDir := privateDir(t)
-	p := startRelay(t, "--guest", "unix:"+path, "--exec-log", logDir, "--debug-addr", "127.0.0.1:0")
+	p := startRelay(t, "--guest", "unix:"+path, "--exec-log", logDir, "--debug-addr", "127.0.0.1:0", "--handshake", "0.5")
 	var gc net.Conn
 	select {
 	case gc = <-g.conn:
@@ -79,7 +83,7 @@ func TestMemoryBound(t *testing.T) {
 	pid := p.cmd.Process.Pid
 
 	// Idle: started, ready, one client served, debug endpoint up.
-	c, _ := dialRelay(t, p.socket)
+	c, _ := dialRelay05(t, p.socket)
 	c.Close()
 	time.Sleep(300 * time.Millisecond)
 	idle := memStatus(t, pid, "VmRSS")
@@ -129,7 +133,7 @@ func TestMemoryBound(t *testing.T) {
 				}
 				id := binary.BigEndian.Uint32(hdr[4:])
 				if hdr[8]&frame.FlagSessionStart != 0 {
-					latest[min(id/frame.Step, memClients-1)].Store(id)
+					latest[min(id/memStep, memClients-1)].Store(id)
 				}
 				skip, have = int(binary.BigEndian.Uint32(hdr[:]))-5, 0
 			}
@@ -171,7 +175,7 @@ func TestMemoryBound(t *testing.T) {
 				}
 			}
 			if id == 0 {
-				id = uint32(slot)*frame.Step + 1
+				id = uint32(slot)*memStep + 1
 			}
 			out := outs[i%len(outs)]
 			binary.BigEndian.PutUint32(out[4:], id)
@@ -188,7 +192,7 @@ func TestMemoryBound(t *testing.T) {
 	var in [memClients][]byte
 	for s := range in {
 		in[s] = memFrame(t, frame.TypeExecStdin, frame.MaxFrame, func(d []byte) any { return frame.ExecStdin{Data: d} })
-		binary.BigEndian.PutUint32(in[s][4:], uint32(s)*frame.Step+1)
+		binary.BigEndian.PutUint32(in[s][4:], uint32(s)*memStep+1)
 	}
 	req := enc(t, 0, frame.TypeExecRequest, frame.ExecRequest{Cmd: "x", Args: []string{}, Env: []string{}, Rows: 24, Cols: 80, Rlimits: []frame.Rlimit{}})
 	var gens atomic.Uint32
@@ -207,7 +211,7 @@ func TestMemoryBound(t *testing.T) {
 				reconnects.Add(1)
 				conn.SetDeadline(end)
 				br := bufio.NewReader(conn)
-				var off [4]byte
+				var off [8]byte // [id_start][id_end_exclusive]
 				if _, err := io.ReadFull(br, off[:]); err != nil {
 					conn.Close() // turned away, or waited in vain: try again
 					time.Sleep(10 * time.Millisecond)
@@ -219,13 +223,13 @@ func TestMemoryBound(t *testing.T) {
 				}
 				// Sessions up to the limit, under ids no earlier client of
 				// this slot used (they may still be quarantined).
-				base := binary.BigEndian.Uint32(off[:]) + 1 + gens.Add(1)*memMaxSessions
+				base := binary.BigEndian.Uint32(off[:]) + gens.Add(1)%(memStep/memMaxSessions-1)*memMaxSessions
 				batch = batch[:0]
 				for j := range uint32(memMaxSessions) {
 					batch = append(batch, req...)
 					binary.BigEndian.PutUint32(batch[len(batch)-len(req)+4:], base+j)
 				}
-				slot := binary.BigEndian.Uint32(off[:]) / frame.Step
+				slot := binary.BigEndian.Uint32(off[:]) / memStep
 				for _, err = conn.Write(batch); err == nil; {
 					var n int
 					n, err = conn.Write(in[slot])
@@ -275,7 +279,8 @@ func TestMemoryBound(t *testing.T) {
 		name string
 		ok   bool
 	}{
-		{"sessions opened up to the limit", st["SessionsOpened"] >= memClients*memMaxSessions},
+		{"sessions opened up to the relay's limit", st["SessionsOpened"] >= 16*memMaxSessions && st["SessionsRefused"] > 0},
+		{"the input budget spent", st["InputStarved"] > 0},
 		{"slow clients evicted", st["Evictions"] > 0},
 		{"the accept queue used", st["AcceptQueued"] > memClients},
 		{"the accept queue overflowed", st["AcceptOverflows"] > 0},
@@ -406,4 +411,20 @@ func memRuntime(t *testing.T, url string) (map[string]uint64, float64) {
 	}
 	gc, _ := v.Memstats["GCCPUFraction"].(float64)
 	return m, gc
+}
+
+// dialRelay05 connects to a relay speaking the 0.5 handshake and reads it.
+func dialRelay05(t *testing.T, socket string) (net.Conn, uint32) {
+	t.Helper()
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	var hs [8]byte
+	if _, err := io.ReadFull(c, hs[:]); err != nil {
+		t.Fatal(err)
+	}
+	readFrame(t, c)
+	return c, binary.BigEndian.Uint32(hs[:])
 }
