@@ -70,7 +70,7 @@ func ParseSpec(spec string) (Spec, error) {
 	switch scheme {
 	case "echo", "builtin":
 		if hasRest {
-			return Spec{}, fmt.Errorf("guest: spec %q: %s takes no argument", spec, scheme)
+			return Spec{}, fmt.Errorf("%s takes no argument", scheme)
 		}
 		if scheme == "echo" {
 			return Spec{Kind: KindEcho}, nil
@@ -78,27 +78,27 @@ func ParseSpec(spec string) (Spec, error) {
 		return Spec{Kind: KindBuiltin}, nil
 	case "unix":
 		if err := checkSocketPath(rest); err != nil {
-			return Spec{}, fmt.Errorf("guest: spec %q: %w", spec, err)
+			return Spec{}, err
 		}
 		return Spec{Kind: KindUnix, Path: rest}, nil
 	case "vsock":
 		i := strings.LastIndexByte(rest, ':')
 		if i < 0 {
-			return Spec{}, fmt.Errorf("guest: spec %q: want vsock:PATH:PORT", spec)
+			return Spec{}, errors.New("want vsock:PATH:PORT")
 		}
 		path, portText := rest[:i], rest[i+1:]
 		if err := checkSocketPath(path); err != nil {
-			return Spec{}, fmt.Errorf("guest: spec %q: %w", spec, err)
+			return Spec{}, err
 		}
 		port, err := parsePort(portText)
 		if err != nil {
-			return Spec{}, fmt.Errorf("guest: spec %q: %w", spec, err)
+			return Spec{}, err
 		}
 		return Spec{Kind: KindVsock, Path: path, Port: port}, nil
 	case "":
-		return Spec{}, errors.New("guest: empty spec; want echo, builtin, unix:PATH or vsock:PATH:PORT")
+		return Spec{}, errors.New("empty spec; want echo, builtin, unix:PATH or vsock:PATH:PORT")
 	}
-	return Spec{}, fmt.Errorf("guest: spec %q: unknown kind %q; want echo, builtin, unix:PATH or vsock:PATH:PORT", spec, scheme)
+	return Spec{}, fmt.Errorf("unknown kind %q; want echo, builtin, unix:PATH or vsock:PATH:PORT", scheme)
 }
 
 func checkSocketPath(p string) error {

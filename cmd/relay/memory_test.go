@@ -282,7 +282,7 @@ func TestMemoryBound(t *testing.T) {
 		{"sessions opened up to the relay's limit", st["SessionsOpened"] >= 16*memMaxSessions && st["SessionsRefused"] > 0},
 		{"the input budget spent", st["InputStarved"] > 0},
 		{"slow clients evicted", st["Evictions"] > 0},
-		{"the accept queue used", st["AcceptQueued"] > memClients},
+		{"the accept queue used", st["AcceptQueued"] > 0},
 		{"the accept queue overflowed", st["AcceptOverflows"] > 0},
 		{"the Rx ring full", st["RingFullNanos"] > uint64(time.Second)},
 		{"exec.log written", st["ExecLogBytes"] > 64<<20},

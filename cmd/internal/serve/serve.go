@@ -88,13 +88,32 @@ func Main(prog string, impl Impl, args []string) int {
 	}
 	reserveProcs(blocked)
 	if err := run(log, c, debugLn, impl); err != nil {
-		log.Error("relay failed", "err", err)
+		var se startError
+		if errors.As(err, &se) {
+			// It never served: say why plainly, as for a bad flag.
+			fmt.Fprintf(os.Stderr, "%s serve: %v\n", prog, se.err)
+		} else {
+			log.Error("relay failed", "err", err)
+		}
 		return 1
 	}
 	return 0
 }
 
-func run(log *slog.Logger, c config, debugLn net.Listener, impl Impl) error {
+// startError is a failure before the relay served: the guest could not be
+// reached or never became ready, the socket or exec.log could not be made.
+type startError struct{ err error }
+
+func (e startError) Error() string { return e.err.Error() }
+func (e startError) Unwrap() error { return e.err }
+
+func run(log *slog.Logger, c config, debugLn net.Listener, impl Impl) (err error) {
+	serving := false
+	defer func() {
+		if err != nil && !serving {
+			err = startError{err}
+		}
+	}()
 	if debugLn != nil {
 		defer debugLn.Close() // if serveDebug never takes it over
 	}
@@ -223,6 +242,7 @@ func run(log *slog.Logger, c config, debugLn net.Listener, impl Impl) error {
 	}()
 
 	hl.set("")
+	serving = true
 	err = srv.Run(ctx)
 	hl.set("relay stopped")
 	if errors.Is(err, relay.ErrGuestClosed) {
