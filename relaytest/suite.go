@@ -89,6 +89,9 @@ var Improvements = []Case{
 	{Name: "CorruptGuestResync", Why: "0.4.4 clears its whole buffer on corrupt guest framing", F: testCorrupt},
 	{Name: "SocketPrivate", Why: "0.4.4 leaves the socket's mode to the umask", F: testSocketMode},
 	{Name: "StopFlushesQueued", Why: "0.4.4 drops what is queued for clients when it stops", F: testStopFlushes},
+	{Name: "InitAck", Why: "0.4.4 predates core.init.resolved: a 0.6+ guest waits for core.init.ack before core.ready", F: testInitAck},
+	{Name: "UndecodableReady", Why: "0.4.4 caches any frame typed core.ready", F: testBadReady},
+	{Name: "OtherFormClient", Why: "0.4.4 has one form and forwards any id", F: testOtherFormClient},
 }
 
 func msg(t testing.TB, id uint32, typ frame.Type, p any) []byte {
