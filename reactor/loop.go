@@ -92,6 +92,18 @@ func (l *Loop) Add(fd int, events uint32, h Handler) (Token, error) {
 	return tok, nil
 }
 
+// Modify changes the events the registration t watches (EPOLL_CTL_MOD,
+// still edge-triggered). A readiness already there is reported by the next
+// wait, so arming EPOLLOUT after a write returned EAGAIN loses no wake-up.
+// Loop thread only, or before Run.
+func (l *Loop) Modify(t Token, events uint32) error {
+	s := l.slots.lookup(t)
+	if s == nil {
+		return fmt.Errorf("%w: %v", ErrStaleToken, t)
+	}
+	return l.poller.mod(int(s.fd), events, t)
+}
+
 // Remove unregisters the fd that t names (EPOLL_CTL_DEL) and retires t:
 // from now on no event carrying t is dispatched, even one already returned
 // by the current epoll_wait. Call it before closing the fd. Loop thread only,

@@ -531,3 +531,59 @@ func TestZeroAllocsPerEvent(t *testing.T) {
 		t.Fatalf("%v allocations per dispatched event, want 0", allocs)
 	}
 }
+
+// TestModifyArmsWrite: a socket watched for EPOLLIN only reports no write
+// readiness while its peer drains it; once Modify adds EPOLLOUT after a
+// write came back EAGAIN, the peer's draining raises it.
+func TestModifyArmsWrite(t *testing.T) {
+	l := newLoop(t)
+	a, b := newSocketpair(t)
+	var got uint32
+	tok, err := l.Add(a, unix.EPOLLIN, handlerFunc(func(ev uint32) { got |= ev }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill := func() {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := unix.Write(a, buf); err == unix.EAGAIN {
+				return
+			}
+		}
+	}
+	drain := func() {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := unix.Read(b, buf); err == unix.EAGAIN {
+				return
+			}
+		}
+	}
+	fill()
+	drain()
+	for range 3 {
+		if err := l.RunOnce(20 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got&unix.EPOLLOUT != 0 {
+		t.Fatalf("EPOLLOUT reported for a registration without it: %#x", got)
+	}
+	fill()
+	if err := l.Modify(tok, unix.EPOLLIN|unix.EPOLLOUT); err != nil {
+		t.Fatal(err)
+	}
+	drain()
+	for i := 0; got&unix.EPOLLOUT == 0; i++ {
+		if i == 50 {
+			t.Fatal("no EPOLLOUT after Modify and the peer's drain")
+		}
+		if err := l.RunOnce(20 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Remove(tok)
+	if err := l.Modify(tok, unix.EPOLLIN); err == nil {
+		t.Fatal("Modify of a removed token succeeded")
+	}
+}

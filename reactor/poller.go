@@ -39,6 +39,16 @@ func (p *poller) add(fd int, events uint32, tok Token) error {
 	return nil
 }
 
+// mod changes fd's events, keeping tok.
+func (p *poller) mod(fd int, events uint32, tok Token) error {
+	ev := unix.EpollEvent{Events: events | unix.EPOLLET}
+	setData(&ev, tok)
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
+		return fmt.Errorf("reactor: epoll_ctl mod fd %d: %w", fd, err)
+	}
+	return nil
+}
+
 func (p *poller) del(fd int) error {
 	// A non-nil event pointer keeps pre-2.6.9 kernels happy; it is ignored.
 	var ev unix.EpollEvent

@@ -138,7 +138,7 @@ func (r *Relay) serveWaiters() {
 // core.ready frame byte for byte.
 func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration) {
 	c := &r.cl.conns[slot]
-	tok, err := r.loop.Add(fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP, c)
+	tok, err := r.loop.Add(fd, clientEvents, c)
 	if err != nil {
 		unix.Close(fd)
 		r.log.Error("cannot watch client connection", "slot", slot, "err", err)
@@ -148,7 +148,7 @@ func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration
 	c.peerUID, c.peerPID, c.since = int32(uid), pid, r.loop.Now()
 	c.in.acquire()
 	c.out.acquire()
-	c.full, c.hup = false, false
+	c.full, c.hup, c.outArmed = false, false, false
 	c.werr, c.dropped = nil, 0
 	g := r.form.greetingLen()
 	c.out.reserve(g + len(r.ready))

@@ -59,6 +59,8 @@ type conn struct {
 	werr    error
 	dropped int
 
+	outArmed bool // EPOLLOUT is in the registration (see armOut)
+
 	peerUID, peerPID int32
 	since            time.Time
 
@@ -85,6 +87,26 @@ func (c *conn) OnEvent(ev uint32) {
 	}
 }
 
+// clientEvents is what a client's registration starts with. EPOLLOUT joins
+// only once a write has come back EAGAIN (armOut): with it from the start,
+// every read by the client would wake the loop for nothing, an epoll_wait
+// and a context switch per round trip.
+const clientEvents = unix.EPOLLIN | unix.EPOLLRDHUP
+
+// armOut adds EPOLLOUT to c's registration, once: the socket has shown it
+// can fill, so its draining must now be heard. EPOLL_CTL_MOD reports room
+// that came back meanwhile, so no wake-up is lost.
+func (c *conn) armOut() {
+	if c.outArmed {
+		return
+	}
+	if err := c.r.loop.Modify(c.tok, clientEvents|unix.EPOLLOUT); err != nil {
+		c.r.log.Error("cannot watch client for room to write", "slot", c.slot, "err", err)
+		return
+	}
+	c.outArmed = true
+}
+
 // flush writes queued output until it is gone or the socket is full. With
 // edge-triggered epoll the socket must be written until EAGAIN; EPOLLOUT
 // then says when to go on.
@@ -98,6 +120,7 @@ func (c *conn) flush() error {
 		case nil:
 		case unix.EINTR:
 		case unix.EAGAIN:
+			c.armOut()
 			return nil
 		default:
 			return err

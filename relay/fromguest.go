@@ -110,8 +110,8 @@ func (r *Relay) route(f frame.Frame) bool {
 		r.stall.slot = -1
 		r.loop.Cancel(&r.stall.timer)
 	}
-	r.stats.framesToClient.Add(1)
-	r.stats.bytesToClient.Add(uint64(len(f.Raw)))
+	r.pend.framesToClient++
+	r.pend.bytesToClient += uint64(len(f.Raw))
 	if isSession {
 		if s.exec && r.lane != nil {
 			r.tap(f, s)
@@ -147,7 +147,12 @@ func (r *Relay) deliver(c *conn, raw []byte) *conn {
 		}
 	}
 	if len(c.span) > 0 {
-		r.flushSpan(c)
+		// Another client's frames came between: keep one write per client
+		// per pass by copying the span into the room made for it.
+		c.out.append(c.span)
+		c.span = nil
+		r.cl.spans.remove(c.slot)
+		r.cl.dirty.add(c.slot)
 	}
 	if !c.out.reserve(len(raw)) {
 		if c.out.len()+len(raw) > c.out.max {

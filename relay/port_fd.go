@@ -27,9 +27,11 @@ const (
 // written out (or queued) every view it handed to a client. Host→guest
 // bytes go out with writev straight from the clients' input buffers.
 type fdPort struct {
-	f  *os.File // owns fd; kept so that its finalizer cannot close fd under us
-	fd int
-	r  *Relay
+	fd       int // the relay's own descriptor, in no poller but the loop's
+	r        *Relay
+	loop     *reactor.Loop
+	tok      reactor.Token
+	outArmed bool // EPOLLOUT is in the registration
 
 	in   []byte
 	head int // in[head:tail] is unparsed guest bytes
@@ -43,29 +45,48 @@ type fdPort struct {
 	gone bool // the guest refused a write: nothing more can reach it
 }
 
-// newFdPort takes ownership of f, a connected stream socket, and makes it
-// non-blocking.
+// newFdPort takes ownership of f, a connected stream socket: it keeps a
+// duplicate of its descriptor, non-blocking, and closes f. An *os.File made
+// from a non-blocking descriptor (net.UnixConn.File gives one) is
+// registered with Go's own netpoller, which would then wake on every edge of
+// the guest's socket and make the runtime's threads spin: three system
+// calls and two context switches per round trip for nothing. Closing f takes
+// it out of that poller, and no finalizer can close the descriptor under
+// the loop.
 func newFdPort(f *os.File) (*fdPort, error) {
+	defer f.Close()
 	sc, err := f.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("guest socket: %w", err)
 	}
 	fd := -1
-	if err := sc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+	var derr error
+	if err := sc.Control(func(u uintptr) { fd, derr = unix.FcntlInt(u, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
 		return nil, fmt.Errorf("guest socket: %w", err)
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("guest socket: dup: %w", derr)
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
 		return nil, fmt.Errorf("guest socket: %w", err)
 	}
-	return &fdPort{f: f, fd: fd, in: make([]byte, guestBuffer)}, nil
+	return &fdPort{fd: fd, in: make([]byte, guestBuffer)}, nil
 }
 
 func (p *fdPort) register(l *reactor.Loop, r *Relay) error {
-	if _, err := l.Add(p.fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP, guestHandler{p}); err != nil {
+	tok, err := l.Add(p.fd, guestEvents, guestHandler{p})
+	if err != nil {
 		return fmt.Errorf("watch guest socket: %w", err)
 	}
+	p.loop, p.tok = l, tok
 	return nil
 }
+
+// guestEvents is the guest socket's registration until a write first comes
+// back EAGAIN: as for clients (clientEvents), EPOLLOUT from the start would
+// wake the loop each time the guest reads.
+const guestEvents = unix.EPOLLIN | unix.EPOLLRDHUP
 
 func (p *fdPort) source() guestSource { return p }
 func (p *fdPort) linear() bool        { return true }
@@ -143,6 +164,13 @@ func (p *fdPort) writev(bufs [][]byte) (int, error) {
 			continue
 		case unix.EAGAIN:
 			p.r.guestWritable = false
+			if !p.outArmed {
+				if err := p.loop.Modify(p.tok, guestEvents|unix.EPOLLOUT); err != nil {
+					p.gone = true
+					return 0, err
+				}
+				p.outArmed = true
+			}
 			return 0, nil
 		default:
 			p.gone = true
@@ -175,7 +203,7 @@ func (p *fdPort) sendBeforeRun(b []byte, deadline time.Time) error {
 func (p *fdPort) armWrite() bool   { return !p.r.guestWritable && !p.gone }
 func (p *fdPort) readerGone() bool { return p.gone }
 func (p *fdPort) waitFd() int      { return p.fd }
-func (p *fdPort) close()           { p.f.Close() }
+func (p *fdPort) close()           { unix.Close(p.fd) }
 
 // guestHandler records the guest socket's readiness for the idle pass.
 type guestHandler struct{ p *fdPort }

@@ -95,6 +95,7 @@ type Relay struct {
 	shutdownCh chan struct{}
 	stopOnce   sync.Once
 	stats      counters
+	pend       frameCounts // this pass's frame counts, published at its end
 }
 
 // ctlBound bounds the relay's own frames waiting for the guest: a SIGKILL
@@ -365,6 +366,7 @@ func (r *Relay) cleanup() {
 	if err := os.Remove(r.opt.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		r.log.Warn("remove socket", "socket", r.opt.Socket, "err", err)
 	}
+	r.stats.publish(&r.pend)
 	r.loop.Close()
 	r.port.close()
 	r.logq.close()
@@ -459,6 +461,7 @@ func (r *Relay) service(now time.Time) bool {
 	if r.port.readerGone() {
 		r.guestEnd() // the guest stopped reading: nothing more can reach it
 	}
+	r.stats.publish(&r.pend)
 	if r.st == stateDraining && r.flushed() {
 		r.finish()
 		return false

@@ -114,8 +114,8 @@ func (r *Relay) queueKill(id uint32) {
 	binary.BigEndian.PutUint32(r.ctl.b[start+frame.LenSize:], id)
 	r.q.add(ctlSource)
 	r.stats.killsSent.Add(1)
-	r.stats.framesToGuest.Add(1)
-	r.stats.bytesToGuest.Add(uint64(len(r.killFrame)))
+	r.pend.framesToGuest++
+	r.pend.bytesToGuest += uint64(len(r.killFrame))
 }
 
 // notifyDisconnected queues core.relay.client.disconnected for slot's
@@ -129,8 +129,8 @@ func (r *Relay) notifyDisconnected(slot int) {
 	}
 	r.ctl.append(f)
 	r.q.add(ctlSource)
-	r.stats.framesToGuest.Add(1)
-	r.stats.bytesToGuest.Add(uint64(len(f)))
+	r.pend.framesToGuest++
+	r.pend.bytesToGuest += uint64(len(f))
 }
 
 func (r *Relay) expireQuarantine(now time.Time) {

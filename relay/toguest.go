@@ -278,8 +278,8 @@ func (r *Relay) queueFrames(c *conn) {
 		if f.Flags&frame.FlagShutdown != 0 {
 			c.shutdownAt = c.queued
 		}
-		r.stats.framesToGuest.Add(1)
-		r.stats.bytesToGuest.Add(uint64(len(f.Raw)))
+		r.pend.framesToGuest++
+		r.pend.bytesToGuest += uint64(len(f.Raw))
 	}
 }
 
