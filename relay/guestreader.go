@@ -30,6 +30,7 @@ import (
 type guestReader struct {
 	ring   guestSource
 	linear bool
+	lin    *fdPort // the linear source itself: no interface call per frame
 	stage  []byte // frame.MaxFrame bytes; nil on a linear source
 	want   int    // linear: bytes the frame at the head needs to be whole
 
@@ -52,6 +53,9 @@ type guestReader struct {
 
 func newGuestReader(src guestSource, linear bool) *guestReader {
 	g := &guestReader{ring: src, linear: linear}
+	if p, ok := src.(*fdPort); ok && linear {
+		g.lin = p
+	}
 	if !linear {
 		g.stage = make([]byte, frame.MaxFrame)
 	}
@@ -203,7 +207,7 @@ func (g *guestReader) next(budget *int) (frame.Frame, bool) {
 // nextLinear is next on a source that can hold a whole frame: no staging.
 func (g *guestReader) nextLinear(budget *int) (frame.Frame, bool) {
 	for *budget > 0 {
-		a, _ := g.ring.Peek()
+		a := g.lin.in[g.lin.head:g.lin.tail]
 		w := g.window()
 		if len(a) < w {
 			g.want = w
@@ -211,7 +215,7 @@ func (g *guestReader) nextLinear(budget *int) (frame.Frame, bool) {
 		}
 		n := g.check(a[:w])
 		if n == 0 {
-			g.ring.Consume(1)
+			g.lin.head++
 			*budget--
 			continue
 		}
@@ -219,9 +223,11 @@ func (g *guestReader) nextLinear(budget *int) (frame.Frame, bool) {
 			g.want = n
 			return frame.Frame{}, false
 		}
-		f, _ := frame.Split(a[:n])
-		g.cur, g.have, g.fromRing = f, true, n
-		return f, true
+		// check validated the length: the frame is a[:n].
+		raw := a[:n:n]
+		g.cur = frame.Frame{ID: binary.BigEndian.Uint32(raw[frame.LenSize:]), Flags: raw[frame.LenSize+4], Body: raw[frame.HeaderSize:], Raw: raw}
+		g.have, g.fromRing = true, n
+		return g.cur, true
 	}
 	g.want = 0
 	return frame.Frame{}, false
@@ -229,7 +235,9 @@ func (g *guestReader) nextLinear(budget *int) (frame.Frame, bool) {
 
 // done releases the frame last returned by next.
 func (g *guestReader) done() {
-	if g.fromRing > 0 {
+	if g.lin != nil {
+		g.lin.head += g.fromRing
+	} else if g.fromRing > 0 {
 		g.ring.Consume(g.fromRing)
 	}
 	g.have, g.fromRing, g.need, g.staged = false, 0, 0, 0

@@ -273,8 +273,12 @@ func (r *Relay) queueFrames(c *conn) {
 			r.sess.endByClient(c.slot, f.ID)
 			r.stats.sessionsActive.Store(uint64(r.sess.len()))
 		}
+		if c.queued == 0 {
+			// A client is in the queue's order exactly while it has bytes
+			// queued: no search needed.
+			r.q.order = append(r.q.order, c.slot)
+		}
 		c.queued += len(f.Raw)
-		r.q.add(c.slot)
 		if f.Flags&frame.FlagShutdown != 0 {
 			c.shutdownAt = c.queued
 		}
