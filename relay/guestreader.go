@@ -31,8 +31,8 @@ type guestReader struct {
 	ring   guestSource
 	linear bool
 	lin    *fdPort // the linear source itself: no interface call per frame
-	stage  []byte // frame.MaxFrame bytes; nil on a linear source
-	want   int    // linear: bytes the frame at the head needs to be whole
+	stage  []byte  // frame.MaxFrame bytes; nil on a linear source
+	want   int     // linear: bytes the frame at the head needs to be whole
 
 	// The stream's head is in stage when staged > 0 or need > 0. need is the
 	// size of the frame being assembled, 0 while its header is incomplete.
