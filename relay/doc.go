@@ -71,7 +71,7 @@
 //	                                       entries compacted past MaxSessions)
 //	+ AcceptQueue × 64 B                   waiting connections (and one fd each)
 //	+ 4096 × 1 KiB                         log records queued for the log goroutine
-//	+ 4 MiB                                idle buffers in the relay's own pool (none
+//	+ 16 MiB                               idle buffers in the relay's own pool (none
 //	                                       when Options.Pool is shared)
 //	+ 2 × ring capacity                    the console (owned by the caller)
 //
@@ -82,8 +82,8 @@
 // MiB, MaxSessions 4096, S 65536, AcceptQueue 64, 1 MiB rings, exec.log's two
 // 4 MiB lanes in the binary):
 //
-//	0.5 form: 16 + 96 + 8 + 2.76 + 10 + 6.8 + 0 + 4 + 4 = 147.8 MiB   the relay
-//	0.4 form:  2 + 96 + 8 + 2.75 + 10 + 6.8 + 0 + 4 + 4 = 133.8 MiB
+//	0.5 form: 16 + 96 + 8 + 2.76 + 10 + 6.8 + 0 + 4 + 16 = 159.8 MiB   the relay
+//	0.4 form:  2 + 96 + 8 + 2.75 + 10 + 6.8 + 0 + 4 + 16 = 145.8 MiB
 //	+ 2 MiB (the console, ring port only) + 21.1 MiB (exec.log)
 //
 // 128 slots cost 14 MiB more than 16, not 8 times as much: the budgets, not

@@ -298,7 +298,7 @@ func TestMemoryBoundDefaults(t *testing.T) {
 	for _, c := range []struct {
 		o    relay.Options
 		want float64
-	}{{relay.Options{}, 147.8}, {relay.Options{Handshake: relay.Handshake04}, 133.8}} {
+	}{{relay.Options{}, 159.8}, {relay.Options{Handshake: relay.Handshake04}, 145.8}} {
 		if got := float64(c.o.MemoryBound()) / (1 << 20); got < c.want-0.05 || got > c.want+0.05 {
 			t.Fatalf("MemoryBound with the defaults (handshake %v) is %.2f MiB; doc.go says %.1f MiB", c.o.Handshake, got, c.want)
 		}

@@ -28,7 +28,7 @@ const (
 	fromGuestBudget = 1 << 20
 	readChunk       = 256 << 10 // most bytes one client read takes per turn
 	initialBuffer   = 64 << 10
-	defaultPoolIdle = 4 << 20 // idle buffers a relay's own pool keeps
+	defaultPoolIdle = 16 << 20 // idle buffers a relay's own pool keeps: two maximum frames each way
 )
 
 type state uint8
