@@ -324,14 +324,28 @@ func TestStart(t *testing.T) {
 		}
 	})
 	t.Run("builtin", func(t *testing.T) {
-		h := newTestHost(t, 0)
-		done := Start(context.Background(), Spec{Kind: KindBuiltin}, h.c, Options{})
-		h.expectReady()
-		h.send(1, frame.TypeExecRequest, frame.ExecRequest{Cmd: "sh", Args: []string{"-c", "exit 3"}})
-		if r := h.collect(1, 10*time.Second); r.code == nil || *r.code != 3 {
-			t.Fatalf("builtin exec: %+v", r)
+		c := newConsole(t, 0)
+		done := Start(context.Background(), Spec{Kind: KindBuiltin}, c, Options{})
+		sc := frame.NewScanner(2 * frame.MaxFrame)
+		if m := nextTx(t, c, sc); m.Type != frame.TypeReady {
+			t.Fatalf("first frame %s, want core.ready", m.TypeName)
 		}
-		h.c.Rx.CloseWrite()
+		req, _ := frame.AppendMessage(nil, 1, frame.TypeExecRequest, frame.ExecRequest{Cmd: "sh", Args: []string{"-c", "exit 3"}})
+		if err := c.Rx.WriteAll(req, time.Now().Add(5*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m := nextTx(t, c, sc)
+			if m.Type != frame.TypeExecExited {
+				continue
+			}
+			var x frame.ExecExited
+			if err := m.Into(&x); err != nil || x.Code != 3 {
+				t.Fatalf("builtin exec: exited %+v %v, want code 3", x, err)
+			}
+			break
+		}
+		c.Rx.CloseWrite()
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}

@@ -285,7 +285,7 @@ func TestMemoryBound(t *testing.T) {
 		{"the accept queue used", st["AcceptQueued"] > 0},
 		{"the accept queue overflowed", st["AcceptOverflows"] > 0},
 		{"the Rx ring full", st["RingFullNanos"] > uint64(time.Second)},
-		{"exec.log written", st["ExecLogBytes"] > 64<<20},
+		{"exec.log written", st["ExecLogBytes"] > 16<<20}, // 128 clients that never read stall the guest stream most of the flood
 		{"no protocol errors", st["ProtocolErrors"] == 0},
 	} {
 		if !c.ok {
