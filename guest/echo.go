@@ -4,23 +4,13 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/agent"
 	"github.com/agentrelay/agentrelay/ring"
 )
 
 // DefaultReady returns a core.ready frame with plausible boot timings (a
-// microVM that booted in 118 ms), for the in-process guests.
-func DefaultReady() []byte {
-	b, err := frame.AppendMessage(nil, 0, frame.TypeReady, frame.Ready{
-		BootTimeNs:  118_000_000,
-		InitTimeNs:  4_200_000,
-		ReadyTimeNs: 122_500_000,
-	})
-	if err != nil {
-		panic("guest: encode core.ready: " + err.Error()) // fixed input: cannot happen
-	}
-	return b
-}
+// microVM that booted in 118 ms), for the in-process guests: the agent's.
+func DefaultReady() []byte { return agent.DefaultReady() }
 
 // Echo is the benchmarks' guest: it writes ready (DefaultReady() if empty)
 // and then reflects every host→guest byte back, so every frame returns
