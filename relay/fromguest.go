@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"encoding/binary"
 	"time"
 	"unsafe"
 
@@ -24,6 +25,9 @@ func (r *Relay) pumpFromGuest() (more bool) {
 	budget := fromGuestBudget
 	defer r.flushSpans()
 	for {
+		if r.g.lin != nil && !r.g.have && !r.g.resyncing && r.sess.len() == 0 && r.stall.slot < 0 {
+			budget -= r.routePlain()
+		}
 		// A stalled frame is retried here: route reports false again, at
 		// no cost, until its client has written enough out.
 		f, ok := r.g.next(&budget)
@@ -64,6 +68,36 @@ func (r *Relay) pumpFromGuest() (more bool) {
 type guestStall struct {
 	slot  int // -1 if none
 	timer reactor.Timer
+}
+
+// routePlain routes, in one sweep over their headers, the run of whole
+// frames at the head of the fd port's buffer while no session is tracked
+// (so no frame can be a quarantined session's, end one, or feed exec.log):
+// each goes to its slot's client. It stops at a frame for an empty slot, one
+// that does not fit its client, or a length the protocol forbids, which the
+// frame-at-a-time path then handles. It returns the bytes it took.
+func (r *Relay) routePlain() int {
+	p := r.g.lin
+	start := p.head
+	for {
+		a := p.in[p.head:p.tail]
+		if len(a) < frame.HeaderSize {
+			break
+		}
+		l := binary.BigEndian.Uint32(a)
+		n := frame.LenSize + int(l)
+		if l < frame.MinLen || l > frame.MaxLen || len(a) < n {
+			break
+		}
+		c := &r.cl.conns[r.form.slotOf(binary.BigEndian.Uint32(a[frame.LenSize:]))]
+		if !c.live || r.deliver(c, a[:n:n]) != nil {
+			break
+		}
+		p.head += n
+		r.pend.framesToClient++
+		r.pend.bytesToClient += uint64(n)
+	}
+	return p.head - start
 }
 
 func (r *Relay) guestEnd() {
