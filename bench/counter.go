@@ -18,13 +18,19 @@ type Counter struct {
 	FixedID bool   // every frame carries Want's current id (one session)
 	Frames  uint64 // whole frames counted so far
 
+	Skipped uint64 // frames under id 0 passed over (see Feed)
+
 	head [frame.HeaderSize]byte
-	nh   int // header bytes gathered so far
-	rest int // body bytes of the current frame still to come
+	nh   int  // header bytes gathered so far
+	rest int  // body bytes of the current frame still to come
+	skip bool // the current frame is passed over, not counted
 }
 
 // Feed counts the frames that p completes. It returns how many, or an error
 // at the first frame that is not what was sent: then the stream is lost.
+// Frames under id 0 are no client's and are passed over: in the 0.5
+// handshake the relay tells the guest of every departed client, and an echo
+// guest sends that notice back under id 0, which routes to slot 0.
 func (c *Counter) Feed(p []byte) (int, error) {
 	done := 0
 	for len(p) > 0 {
@@ -32,7 +38,7 @@ func (c *Counter) Feed(p []byte) (int, error) {
 			k := min(c.rest, len(p))
 			c.rest -= k
 			p = p[k:]
-			if c.rest == 0 {
+			if c.rest == 0 && !c.skip {
 				done++
 			}
 			continue
@@ -48,6 +54,16 @@ func (c *Counter) Feed(p []byte) (int, error) {
 				break
 			}
 			h, c.nh = c.head[:], 0
+		}
+		if c.skip = binary.BigEndian.Uint32(h[frame.LenSize:]) == 0; c.skip {
+			n, err := frame.Len(h)
+			if err != nil {
+				c.Frames += uint64(done)
+				return done, fmt.Errorf("frame %d: %w", c.Frames+uint64(done), err)
+			}
+			c.Skipped++
+			c.rest = n - frame.HeaderSize
+			continue
 		}
 		n, err := c.header(h, c.Frames+uint64(done))
 		if err != nil {

@@ -151,3 +151,28 @@ func FuzzCounter(f *testing.F) {
 		}
 	})
 }
+
+// Frames under id 0 (a relay's notice to the guest, echoed back) are passed
+// over, however they are split, and the client's own frames still counted.
+func TestCounterSkipsIDZero(t *testing.T) {
+	notice := frame.AppendFrame(nil, 0, 0, make([]byte, 40))
+	mine := func(id uint32) []byte { return frame.AppendFrame(nil, id, 0, make([]byte, 55)) }
+	stream := append(append(append(mine(1), notice...), mine(2)...), notice...)
+	stream = append(stream, mine(3)...)
+	for step := 1; step <= len(stream); step++ {
+		c := Counter{Size: 64, Want: NewIDs(0, frame.Step)}
+		total := 0
+		for p := stream; len(p) > 0; {
+			k := min(step, len(p))
+			n, err := c.Feed(p[:k])
+			if err != nil {
+				t.Fatalf("chunks of %d: %v", step, err)
+			}
+			total += n
+			p = p[k:]
+		}
+		if total != 3 || c.Skipped != 2 {
+			t.Fatalf("chunks of %d: %d frames counted, %d skipped; want 3 and 2", step, total, c.Skipped)
+		}
+	}
+}
