@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"os"
 	"sync"
@@ -121,13 +120,6 @@ func dial(ctx context.Context, socketPath string) (*Conn, error) {
 	return c, nil
 }
 
-// Step05 and Slots05 are the 0.5 form's id range per slot and slot count
-// (AGENT_RELAY_ID_RANGE_STEP and AGENT_RELAY_MAX_CLIENTS upstream).
-const (
-	Slots05        = 128
-	Step05  uint32 = math.MaxUint32 / Slots05
-)
-
 // handshake reads either form (../shared/PROTOCOL-GENERATIONS.md), as
 // upstream's Rust client does: 0.5's [id_start u32 BE][id_end_exclusive u32
 // BE], recognised by its shape, or 0.4's [offset u32 BE]; then the core.ready
@@ -157,7 +149,7 @@ func (c *Conn) handshake(ctx context.Context) (err error) {
 		c.nc.SetDeadline(time.Time{})
 	}()
 
-	p, err := c.r.Peek(8)
+	p, err := c.r.Peek(frame.HandshakeSize05)
 	if len(p) < 4 {
 		// A relay that does not admit a connection closes it without a
 		// byte; one that exits before ready leaves it in the listen
@@ -172,15 +164,15 @@ func (c *Conn) handshake(ctx context.Context) (err error) {
 	}
 	a := binary.BigEndian.Uint32(p)
 	var start, step uint32
-	if len(p) == 8 && a%Step05 == 1 && a/Step05 < Slots05 && binary.BigEndian.Uint32(p[4:]) == a-1+Step05 {
-		start, step, c.form = a-1, Step05, "0.5"
-		c.r.Discard(8)
+	if len(p) == frame.HandshakeSize05 && a%frame.Step05 == 1 && a/frame.Step05 < frame.MaxClients05 && binary.BigEndian.Uint32(p[4:]) == a-1+frame.Step05 {
+		start, step, c.form = a-1, frame.Step05, "0.5"
+		c.r.Discard(frame.HandshakeSize05)
 	} else {
 		if a%frame.Step != 0 || a/frame.Step >= frame.MaxClients {
 			return errorf("handshake: id offset %d is not a slot boundary (k*%d, k < %d)", a, frame.Step, frame.MaxClients)
 		}
 		start, step, c.form = a, frame.Step, "0.4"
-		c.r.Discard(4)
+		c.r.Discard(frame.HandshakeSize04)
 	}
 	raw, err := c.readFrame(nil)
 	if err != nil {

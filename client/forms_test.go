@@ -25,7 +25,7 @@ func TestDialBothForms(t *testing.T) {
 		lastSlots int
 	}{
 		{relay.Handshake04, "0.4", frame.Step, frame.MaxClients},
-		{relay.Handshake05, "0.5", client.Step05, client.Slots05},
+		{relay.Handshake05, "0.5", frame.Step05, frame.MaxClients05},
 	} {
 		t.Run(tc.form, func(t *testing.T) {
 			c, err := ring.NewConsole(1 << 16)

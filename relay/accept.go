@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/reactor"
 	"github.com/agentrelay/agentrelay/unixsock"
 )
@@ -150,10 +151,10 @@ func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration
 	c.out.acquire()
 	c.full, c.hup, c.outArmed = false, false, false
 	c.werr, c.dropped = nil, 0
-	g := r.form.greetingLen()
-	c.out.reserve(g + len(r.ready))
-	r.form.putGreeting(c.out.space(), slot)
-	c.out.commit(g)
+	var hs [frame.HandshakeSize05]byte
+	g := r.form.appendGreeting(hs[:0], slot)
+	c.out.reserve(len(g) + len(r.ready))
+	c.out.append(g)
 	c.out.append(r.ready)
 	lo, hi := r.form.idRange(slot)
 	r.cl.live.add(slot)

@@ -1,11 +1,7 @@
 package relay
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
-
-	"github.com/fxamacker/cbor/v2"
 
 	"github.com/agentrelay/agentrelay/frame"
 )
@@ -28,8 +24,8 @@ const (
 	Handshake05
 )
 
-// MaxSlots is the most client slots any form has.
-const MaxSlots = 128
+// MaxSlots is the most client slots any form has: the 0.5 form's.
+const MaxSlots = frame.MaxClients05
 
 // ParseHandshake reads "auto", "0.4" or "0.5".
 func ParseHandshake(s string) (Handshake, error) {
@@ -81,7 +77,7 @@ func chooseForm(h Handshake, v uint64) form {
 	f := form{hs: h, slots: frame.MaxClients, step: frame.Step, v: max(v, 1)}
 	if h == Handshake05 {
 		f.slots = MaxSlots
-		f.step = math.MaxUint32 / MaxSlots
+		f.step = frame.Step05
 		f.notify = true
 	}
 	return f
@@ -110,49 +106,26 @@ func (f form) slotOf(id uint32) int {
 	return min(int(id/f.step), f.slots-1)
 }
 
-// greetingLen is the length of the handshake's prefix before core.ready.
-func (f form) greetingLen() int {
+// appendGreeting appends slot's handshake prefix, what comes before the
+// cached core.ready: the 0.4 offset or the 0.5 id range.
+func (f form) appendGreeting(dst []byte, slot int) []byte {
 	if f.hs == Handshake05 {
-		return 8
+		return frame.AppendHandshake05(dst, slot)
 	}
-	return 4
+	return frame.AppendHandshake04(dst, slot)
 }
-
-// putGreeting writes slot's handshake prefix into p (greetingLen bytes).
-func (f form) putGreeting(p []byte, slot int) {
-	lo, hi := f.idRange(slot)
-	if f.hs == Handshake05 {
-		binary.BigEndian.PutUint32(p, lo)
-		binary.BigEndian.PutUint32(p[4:], hi)
-		return
-	}
-	binary.BigEndian.PutUint32(p, lo-1) // the 0.4 offset
-}
-
-// Wire names of the frames the relay makes in the 0.5 form.
-const (
-	typeClientDisconnected = "core.relay.client.disconnected"
-	typeInitResolved       = "core.init.resolved"
-	typeInitAck            = "core.init.ack"
-)
 
 // disconnectedFrame appends core.relay.client.disconnected for slot (id 0,
 // no flags), as upstream's relay sends it after a departed client's
 // SIGKILLs.
 func (f form) disconnectedFrame(dst []byte, slot int) ([]byte, error) {
 	lo, hi := f.idRange(slot)
-	p, err := cbor.Marshal(struct {
-		IDStart        uint32 `cbor:"id_start"`
-		IDEndExclusive uint32 `cbor:"id_end_exclusive"`
-	}{lo, hi})
-	if err != nil {
-		return dst, err
-	}
-	return frame.Message{Version: f.v, TypeName: typeClientDisconnected, Payload: p}.Append(dst)
+	return frame.AppendMessageVersion(dst, 0, f.v, frame.TypeRelayClientDisconnected,
+		frame.RelayClientDisconnected{IDStart: lo, IDEndExclusive: hi})
 }
 
 // initAckFrame is core.init.ack {} (id 0), the answer to a guest's
 // core.init.resolved while it waits to send core.ready.
 func initAckFrame(v uint64) ([]byte, error) {
-	return frame.Message{Version: max(v, 1), TypeName: typeInitAck, Payload: []byte{0xa0}}.Append(nil)
+	return frame.AppendMessageVersion(nil, 0, max(v, 1), frame.TypeInitAck, frame.InitAck{})
 }

@@ -245,19 +245,19 @@ func (r *Relay) WaitReady(ctx context.Context) error {
 				}
 				return nil
 			}
-			if m, err := frame.Decode(f.Raw); err == nil && m.TypeName == typeInitResolved {
+			if err == nil && p.Type == frame.TypeInitResolved {
 				// A 0.6+ guest waits for the ack before it sends ready.
 				// What the payload says (a uid map for shared volumes) is
 				// the VMM's business.
 				r.g.done()
-				ack, err := initAckFrame(m.Version)
+				ack, err := initAckFrame(p.Version)
 				if err == nil {
 					err = r.port.sendBeforeRun(ack, deadline)
 				}
 				if err != nil {
 					return fmt.Errorf("relay: answering core.init.resolved: %w", err)
 				}
-				r.log.Info("guest resolved its init context; acknowledged", "v", m.Version)
+				r.log.Info("guest resolved its init context; acknowledged", "v", p.Version)
 				continue
 			}
 			discarded++

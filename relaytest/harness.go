@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -367,7 +366,7 @@ func (e *Env) Wait(t testing.TB, timeout time.Duration) error {
 // Step is the id range of one slot in the form the relay speaks.
 func (e *Env) Step() uint32 {
 	if e.Impl.form() == relay.Handshake05 {
-		return math.MaxUint32 / relay.MaxSlots
+		return frame.Step05
 	}
 	return frame.Step
 }
