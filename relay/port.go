@@ -20,9 +20,11 @@ import (
 // Every method runs on the loop thread (or, for WaitReady, before the loop
 // runs).
 type guestPort interface {
-	// register adds the port's fds to the loop; their events set r's
-	// guest flags.
-	register(l *reactor.Loop, r *Relay) error
+	// bind gives the port the relay whose guest flags its events and
+	// reads set; New calls it before anything else touches the port.
+	bind(r *Relay)
+	// register adds the port's fds to the loop.
+	register(l *reactor.Loop) error
 
 	// source is where guest bytes are parsed from. A linear source keeps
 	// what it has returned valid until the next fill, and can hold a whole

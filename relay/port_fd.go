@@ -74,7 +74,9 @@ func newFdPort(f *os.File) (*fdPort, error) {
 	return &fdPort{fd: fd, in: make([]byte, guestBuffer)}, nil
 }
 
-func (p *fdPort) register(l *reactor.Loop, r *Relay) error {
+func (p *fdPort) bind(r *Relay) { p.r = r }
+
+func (p *fdPort) register(l *reactor.Loop) error {
 	tok, err := l.Add(p.fd, guestEvents, guestHandler{p})
 	if err != nil {
 		return fmt.Errorf("watch guest socket: %w", err)

@@ -19,7 +19,9 @@ type ringPort struct {
 
 func newRingPort(c *ring.Console) *ringPort { return &ringPort{tx: c.Tx, rx: c.Rx} }
 
-func (p *ringPort) register(l *reactor.Loop, r *Relay) error {
+func (p *ringPort) bind(r *Relay) { p.r = r }
+
+func (p *ringPort) register(l *reactor.Loop) error {
 	if _, err := l.Add(p.tx.DataFd(), unix.EPOLLIN, txHandler{p}); err != nil {
 		return fmt.Errorf("watch guest: %w", err)
 	}
@@ -69,10 +71,9 @@ type (
 	rxHandler struct{ p *ringPort }
 )
 
-func (h txHandler) OnEvent(uint32) {
-	h.p.tx.DrainData()
-	h.p.r.guestReadable = true
-}
+// The wake only needs draining: whether Tx holds bytes is the ring's to
+// say (armRead), not a flag's.
+func (h txHandler) OnEvent(uint32) { h.p.tx.DrainData() }
 
 func (h rxHandler) OnEvent(uint32) {
 	h.p.rx.DrainSpace()

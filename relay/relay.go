@@ -162,12 +162,7 @@ func New(opt Options) (*Relay, error) {
 	if r.ln.allow == nil {
 		r.ln.allow = []uint32{uint32(os.Geteuid()), 0}
 	}
-	switch p := port.(type) {
-	case *fdPort:
-		p.r = r
-	case *ringPort:
-		p.r = r
-	}
+	port.bind(r)
 	r.logq = newLogQueue(logQueueLen)
 	r.log = slog.New(&asyncHandler{next: opt.Logger.Handler(), q: r.logq, dropped: &r.stats.logDrops})
 	r.g.onCorrupt = r.corruptStart
@@ -333,7 +328,7 @@ func (r *Relay) start() error {
 		return fmt.Errorf("relay: watch socket: %w", err)
 	}
 	r.ln.watched = true
-	if err := r.port.register(r.loop, r); err != nil {
+	if err := r.port.register(r.loop); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
 	r.loop.SetIdle(r.service)
