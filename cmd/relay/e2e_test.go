@@ -439,15 +439,29 @@ func TestSocketModeAndDebugEndpoint(t *testing.T) {
 		t.Fatalf("echo guest returned %x", got)
 	}
 	c.Close()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{"relay_to_guest_frames_total 1", "relay_to_client_frames_total 1", "relay_clients_accepted_total 2", "go_goroutines"} {
-		if !strings.Contains(string(body), want) {
-			t.Fatalf("/metrics lacks %q:\n%s", want, body)
+	// Frame counters are published at the end of the loop's pass, which
+	// may come just after the echo reached this client: poll briefly.
+	wants := []string{"relay_to_guest_frames_total 1", "relay_to_client_frames_total 1", "relay_clients_accepted_total 2", "go_goroutines"}
+	var body []byte
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing := ""
+		for _, want := range wants {
+			if !strings.Contains(string(body), want) {
+				missing = want
+				break
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %q:\n%s", missing, body)
 		}
 	}
 	out, err := exec.Command(bin, "stats", "--debug-addr", addr).CombinedOutput()
