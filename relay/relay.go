@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -96,6 +97,14 @@ type Relay struct {
 	stopOnce   sync.Once
 	stats      counters
 	pend       frameCounts // this pass's frame counts, published at its end
+
+	// Life on a Loop, as its owner sees it.
+	state           atomic.Uint32 // a State
+	endErr          atomic.Pointer[error]
+	readyCh, doneCh chan struct{}
+	closeCh         chan struct{}
+	closeOnce       sync.Once
+	closing         atomic.Bool
 }
 
 // ctlBound bounds the relay's own frames waiting for the guest: a SIGKILL
@@ -157,6 +166,7 @@ func New(opt Options) (*Relay, error) {
 		ctl:        newFixedBuffer(4096, ctlBound(MaxSlots, opt.MaxSessionsTotal, len(kill))),
 		sess:       newSessionTable(opt.MaxSessions, opt.MaxSessionsTotal),
 		shutdownCh: make(chan struct{}, 1),
+		closeCh:    make(chan struct{}),
 	}
 	r.ln.allow = opt.AllowUIDs
 	if r.ln.allow == nil {
