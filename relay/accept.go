@@ -50,7 +50,10 @@ func (r *Relay) acceptAll() {
 			// new edge will come for it, so look again shortly.
 			r.ln.pending = false
 			r.log.Error("accept failed; retrying in 100ms", "err", err)
-			r.loop.Schedule(&r.ln.retry, r.loop.Now().Add(100*time.Millisecond), func(time.Time) { r.ln.pending = true })
+			r.loop.Schedule(&r.ln.retry, r.loop.Now().Add(100*time.Millisecond), func(time.Time) {
+				r.ln.pending = true
+				r.kick()
+			})
 			return
 		}
 		cred, err := unix.GetsockoptUcred(nfd, unix.SOL_SOCKET, unix.SO_PEERCRED)
@@ -94,7 +97,7 @@ func (r *Relay) acceptAll() {
 func (r *Relay) freeSlot() int {
 	fallback := -1
 	for i := range r.form.slots {
-		c := &r.cl.conns[i]
+		c := r.cl.conns[i]
 		if c.live || c.queued > 0 {
 			continue
 		}
@@ -109,6 +112,7 @@ func (r *Relay) freeSlot() int {
 }
 
 func (r *Relay) expireWaiters(now time.Time) {
+	r.kick()
 	next := r.waiting.expire(now, func(w waiter) {
 		r.stats.acceptTimeouts.Add(1) // counted before the client can see the close
 		unix.Close(w.fd)
@@ -138,7 +142,13 @@ func (r *Relay) serveWaiters() {
 // form's prefix (0.4: the id offset; 0.5: the id range), then the cached
 // core.ready frame byte for byte.
 func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration) {
-	c := &r.cl.conns[slot]
+	c := r.cl.conns[slot]
+	if c == &vacant {
+		c = &conn{r: r, slot: slot, fd: -1,
+			in:  newBuffer(initialBuffer, frame.MaxFrame, r.pool, r.inBudget),
+			out: newBuffer(initialBuffer, r.opt.ClientBuffer, r.pool, r.outBudget)}
+		r.cl.conns[slot] = c
+	}
 	tok, err := r.loop.Add(fd, clientEvents, c)
 	if err != nil {
 		unix.Close(fd)

@@ -72,10 +72,12 @@ func zeroAllocs(t *testing.T, o Options, send func([]byte), recv func(p []byte) 
 	if err := r.WaitReady(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.start(); err != nil {
-		t.Fatal(err)
-	}
-	defer r.cleanup()
+	defer func() { // what Run does after its loop
+		r.teardown(StateStopped, "test over")
+		r.l.side.close()
+		r.l.logq.close()
+		r.l.rl.Close()
+	}()
 
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -11,19 +11,20 @@ import (
 // clientTable is the client slots and what the loop pass needs to know of
 // them at a glance.
 type clientTable struct {
-	conns     [MaxSlots]conn
-	live      slotSet // a client is attached
-	readable  slotSet // its socket may have bytes (or its end) to read
-	dirty     slotSet // its output buffer has bytes to write
-	spans     slotSet // it has a span (see conn.span)
-	starved   slotSet // its next read needs more than the input budget has left
-	starvedAt int64   // the input budget's use when the last client starved
-	rr        int     // round-robin cursor over readable clients
+	conns     [MaxSlots]*conn // &vacant until the slot's first client
+	live      slotSet         // a client is attached
+	readable  slotSet         // its socket may have bytes (or its end) to read
+	dirty     slotSet         // its output buffer has bytes to write
+	spans     slotSet         // it has a span (see conn.span)
+	starved   slotSet         // its next read needs more than the input budget has left
+	starvedAt int64           // the input budget's use when the last client starved
+	rr        int             // round-robin cursor over readable clients
 }
 
-// conn is one client slot. The 16 slots are allocated once with the relay and
-// reused: a new client inherits the slot's (grown) buffers, so connecting
-// does not allocate either.
+// conn is one client slot. A slot's conn is made for its first client and
+// reused by the next ones, so connecting allocates only once per slot: a
+// relay that never had a client holds none of the 128. Its buffers are
+// lent by the loop's pool only while a client is attached.
 type conn struct {
 	r    *Relay
 	slot int
@@ -72,10 +73,15 @@ type conn struct {
 	fullSince time.Time
 }
 
+// vacant stands in every slot that never had a client: never live, never
+// written to, so the routing paths need no nil check.
+var vacant = conn{slot: -1, fd: -1}
+
 // OnEvent records readiness; the work happens in the loop's idle pass so
 // that every client's frames of one epoll batch go out in one write.
 func (c *conn) OnEvent(ev uint32) {
 	r := c.r
+	r.kick()
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		r.cl.readable.add(c.slot)
 	}

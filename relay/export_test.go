@@ -40,8 +40,8 @@ func SetSysCalls(s SysCalls) (restore func()) {
 	return func() { sysRead, sysWrite, sysWritev, sysAccept4 = unix.Read, unix.Write, unix.Writev, unix.Accept4 }
 }
 
-// LoopStats returns the counters of the relay's reactor loop.
-func LoopStats(r *Relay) reactor.Stats { return r.loop.Stats() }
+// ReactorStats returns the counters of the relay's reactor loop.
+func ReactorStats(r *Relay) reactor.Stats { return r.loop.Stats() }
 
 // LoopTID returns the id of the OS thread the relay's loop runs on (Run
 // locks it); -1 if the loop does not answer within a second.

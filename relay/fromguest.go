@@ -89,7 +89,7 @@ func (r *Relay) routePlain() int {
 		if l < frame.MinLen || l > frame.MaxLen || len(a) < n {
 			break
 		}
-		c := &r.cl.conns[r.form.slotOf(binary.BigEndian.Uint32(a[frame.LenSize:]))]
+		c := r.cl.conns[r.form.slotOf(binary.BigEndian.Uint32(a[frame.LenSize:]))]
 		if !c.live || r.deliver(c, a[:n:n]) != nil {
 			break
 		}
@@ -134,7 +134,7 @@ func (r *Relay) route(f frame.Frame) bool {
 		return true
 	}
 	slot := r.form.slotOf(f.ID)
-	c := &r.cl.conns[slot]
+	c := r.cl.conns[slot]
 	if !c.live {
 		r.stats.noClientDrops.Add(1)
 		r.logDrop("no client in slot", f)
@@ -208,7 +208,7 @@ func (r *Relay) deliver(c *conn, raw []byte) *conn {
 func (r *Relay) largestOutput(c *conn) *conn {
 	hog := c
 	for s := r.cl.live.lowest(); s >= 0; s = r.cl.live.scan(s+1, r.form.slots) {
-		if o := &r.cl.conns[s]; o.out.len() > hog.out.len() {
+		if o := r.cl.conns[s]; o.out.len() > hog.out.len() {
 			hog = o
 		}
 	}
@@ -227,7 +227,7 @@ func follows(a, b []byte) bool {
 func (r *Relay) flushSpans() {
 	for !r.cl.spans.empty() {
 		slot := r.cl.spans.lowest()
-		r.flushSpan(&r.cl.conns[slot])
+		r.flushSpan(r.cl.conns[slot])
 	}
 }
 
@@ -292,10 +292,11 @@ func (r *Relay) stallOn(c *conn) {
 }
 
 func (r *Relay) evictStalled(now time.Time) {
+	r.kick()
 	if r.stall.slot < 0 {
 		return
 	}
-	c := &r.cl.conns[r.stall.slot]
+	c := r.cl.conns[r.stall.slot]
 	r.stats.evictions.Add(1)
 	r.log.Warn("evicting slow client", "slot", c.slot, "queued_bytes", c.out.len(),
 		"full_for", now.Sub(c.fullSince).Round(time.Millisecond), "grace", r.opt.EvictGrace)

@@ -1,13 +1,15 @@
 package relay
 
 import (
-	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/agentrelay/agentrelay/bufpool"
+	"github.com/agentrelay/agentrelay/reactor"
 )
 
 // LoopOptions configures a Loop.
@@ -21,14 +23,14 @@ type LoopOptions struct {
 	PoolIdle int64
 }
 
-// State is where a relay of a Loop is in its life.
+// State is where a relay is in its life.
 type State uint32
 
 const (
 	StateWaiting   State = iota // listening; waiting for the guest's core.ready
 	StateServing                // serving clients
 	StateGuestGone              // the guest's stream ended, or it never became ready
-	StateStopped                // closed by its owner or with its loop
+	StateStopped                // stopped by its owner or with its loop
 )
 
 func (s State) String() string {
@@ -45,20 +47,41 @@ func (s State) String() string {
 	return "unknown"
 }
 
-// Loop serves any number of relays (one per sandbox) from one reactor loop.
+// Loop serves any number of relays, one per sandbox, from one reactor loop
+// on one OS thread. Everything the relays' hot path touches belongs to the
+// loop: the reactor, the buffer pool, the queue of log records and the
+// goroutine that writes them; a host runs one Loop per CPU and shares
+// nothing between them.
 //
-// TODO(host): this first cut runs each relay on its own reactor; the
-// relays move onto one shared loop next.
+// Each pass of the reactor services only the relays that had an event, a
+// timer or unfinished work, each within its own budgets, so an idle
+// sandbox costs no time and a busy one cannot take a whole pass.
 type Loop struct {
 	opt  LoopOptions
+	rl   *reactor.Loop
 	pool *bufpool.Pool
+	logq *logQueue
+	log  *slog.Logger
+	side sideQueue
 
-	mu      sync.Mutex
-	relays  map[*Relay]struct{}
+	// Loop thread only.
+	members []*Relay // every relay on the loop, by Relay.member
+	active  []*Relay // relays to service in this pass
+	spare   []*Relay // the other active list, swapped in each pass
+	// private: the loop of one relay made with New, which stops when that
+	// relay is done.
+	private bool
 	stopped bool
-	count   atomic.Int64
-	wg      sync.WaitGroup
-	stop    chan struct{}
+
+	count  atomic.Int64
+	busyNS atomic.Uint64
+	// The pool's holdings as of the last pass: the pool itself is the
+	// loop thread's.
+	poolLent, poolIdle atomic.Int64
+	// addMu orders Add against Stop, so a relay added is always in the
+	// loop before the loop's last pass drains everything.
+	addMu  sync.Mutex
+	closed bool
 }
 
 // NewLoop creates a loop; Run drives it.
@@ -69,133 +92,234 @@ func NewLoop(o LoopOptions) (*Loop, error) {
 	if o.PoolIdle <= 0 {
 		o.PoolIdle = defaultPoolIdle
 	}
-	return &Loop{opt: o, pool: bufpool.New(o.PoolIdle), relays: map[*Relay]struct{}{}, stop: make(chan struct{})}, nil
+	return newLoop(o, bufpool.New(o.PoolIdle))
+}
+
+func newLoop(o LoopOptions, pool *bufpool.Pool) (*Loop, error) {
+	rl, err := reactor.New()
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	l := &Loop{opt: o, rl: rl, pool: pool, logq: newLogQueue(logQueueLen), log: o.Logger}
+	l.side.start()
+	rl.SetIdle(l.service)
+	return l, nil
 }
 
 // Index is the loop's index from LoopOptions.
 func (l *Loop) Index() int { return l.opt.Index }
 
-// Relays is how many relays the loop holds now, in any state but stopped.
-// Safe from any goroutine.
+// Relays is how many relays the loop holds now, waiting or serving. Safe
+// from any goroutine.
 func (l *Loop) Relays() int { return int(l.count.Load()) }
 
-// Run drives the loop on the calling goroutine until Stop, and returns once
-// every relay has finished.
+// LoopStats are a loop's counters.
+type LoopStats struct {
+	Relays   int           // relays on the loop now
+	Busy     time.Duration // time spent servicing relays
+	Wakeups  uint64        // epoll_wait returns
+	PoolLent int64         // bytes the loop's pool has lent out
+	PoolIdle int64         // bytes it keeps for reuse
+}
+
+// Stats returns the loop's counters. Safe from any goroutine; the pool's
+// figures are as of the loop's last pass.
+func (l *Loop) Stats() LoopStats {
+	rs := l.rl.Stats()
+	return LoopStats{Relays: l.Relays(), Busy: time.Duration(l.busyNS.Load()), Wakeups: rs.Wakeups,
+		PoolLent: l.poolLent.Load(), PoolIdle: l.poolIdle.Load()}
+}
+
+// Run drives the loop on the calling goroutine, locked to its OS thread,
+// until Stop; it returns once every relay has finished and their sockets
+// are removed.
 func (l *Loop) Run() error {
-	<-l.stop
-	l.wg.Wait()
+	err := l.rl.Run()
+	for len(l.members) > 0 { // the reactor failed: nothing more can be flushed
+		l.members[len(l.members)-1].teardown(StateStopped, "loop stopped")
+	}
+	l.side.close()
+	l.logq.close()
+	if cerr := l.rl.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
 	return nil
 }
 
-// Stop stops every relay as Relay.Close does and makes Run return. Safe from
-// any goroutine.
+// Stop stops every relay as Relay.Stop does (their clients' output is
+// flushed for up to Options.DrainTimeout) and then the loop. Safe from any
+// goroutine, any number of times.
 func (l *Loop) Stop() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stopped {
+	l.addMu.Lock()
+	defer l.addMu.Unlock()
+	if l.closed {
 		return
 	}
-	l.stopped = true
-	for r := range l.relays {
-		r.Close()
-	}
-	close(l.stop)
+	l.closed = true
+	func() {
+		l.rl.Submit(func() {
+			l.stopped = true
+			// Backwards: a relay still waiting for its guest leaves at once,
+			// and leave moves the last member, already seen, into its place.
+			for i := len(l.members) - 1; i >= 0; i-- {
+				r := l.members[i]
+				r.drain(nil, "relay stopping")
+				l.kick(r)
+			}
+			if len(l.members) == 0 {
+				l.rl.Stop()
+			}
+		})
+	}()
 }
 
-// Add starts a relay on the loop: its socket is listening when Add returns,
-// and the loop waits for the guest's core.ready (opt.ReadyTimeout), then
+// Add starts a relay on the loop. Its socket is listening when Add returns;
+// the loop then waits for the guest's core.ready (opt.ReadyTimeout) and
 // serves. opt.Pool is ignored: the loop's pool lends the buffers. Safe from
 // any goroutine.
 func (l *Loop) Add(opt Options) (*Relay, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stopped {
+	l.addMu.Lock()
+	defer l.addMu.Unlock()
+	if l.closed {
 		return nil, errors.New("relay: loop stopped")
 	}
-	r, err := New(opt)
+	opt.Pool = l.pool
+	r, err := newRelay(opt, l)
 	if err != nil {
 		return nil, err
 	}
-	r.readyCh, r.doneCh = make(chan struct{}), make(chan struct{})
-	l.relays[r] = struct{}{}
 	l.count.Add(1)
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		defer func() {
-			l.mu.Lock()
-			delete(l.relays, r)
-			l.mu.Unlock()
-			l.count.Add(-1)
-			close(r.doneCh)
-		}()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			select {
-			case <-r.closeCh:
-				cancel()
-			case <-r.doneCh:
-			}
-		}()
-		if err := r.WaitReady(ctx); err != nil {
-			r.setEnd(StateGuestGone, err)
-			if r.closing.Load() {
-				r.setEnd(StateStopped, err)
-			}
-			r.cleanupUnstarted()
+	l.rl.Submit(func() {
+		if l.stopped {
+			r.teardown(StateStopped, "loop stopping")
 			return
 		}
-		r.state.Store(uint32(StateServing))
-		close(r.readyCh)
-		err := r.Run(ctx)
-		switch {
-		case errors.Is(err, ErrGuestClosed):
-			r.setEnd(StateGuestGone, err)
-		default:
-			r.setEnd(StateStopped, err)
+		if err := l.join(r); err != nil {
+			r.fail(err)
 		}
-	}()
+	})
 	return r, nil
 }
 
-func (r *Relay) setEnd(s State, err error) {
-	r.state.Store(uint32(s))
-	if err != nil {
-		r.endErr.Store(&err)
+// kick puts r on the list of relays the next service pass runs.
+func (l *Loop) kick(r *Relay) {
+	if !r.kicked {
+		r.kicked = true
+		l.active = append(l.active, r)
 	}
 }
 
-// cleanupUnstarted frees a relay whose Run never ran.
-func (r *Relay) cleanupUnstarted() {
-	r.cleanup()
-}
-
-// State reports where the relay is in its life. Safe from any goroutine.
-func (r *Relay) State() State { return State(r.state.Load()) }
-
-// Err reports why a relay of a Loop ended, or nil. Safe from any goroutine.
-func (r *Relay) Err() error {
-	if p := r.endErr.Load(); p != nil {
-		return *p
+// service is the reactor's idle pass: each relay with work gets one pass of
+// its own (Relay.service), within its own budgets.
+func (l *Loop) service(now time.Time) bool {
+	if len(l.active) == 0 {
+		return false
 	}
-	return nil
+	act := l.active
+	l.active = l.spare[:0]
+	for _, r := range act {
+		r.kicked = false
+		if r.st == stateDone {
+			continue
+		}
+		if r.service(now) {
+			l.kick(r)
+		}
+	}
+	clear(act)
+	l.spare = act
+	l.side.retry()
+	ps := l.pool.Stats()
+	l.poolLent.Store(ps.Lent)
+	l.poolIdle.Store(ps.Idle)
+	l.busyNS.Add(uint64(time.Since(now)))
+	return len(l.active) > 0 || len(l.side.spill) > 0
 }
 
-// Ready is closed once a relay of a Loop serves clients.
-func (r *Relay) Ready() <-chan struct{} { return r.readyCh }
+// join registers r with the loop and starts its wait for core.ready.
+func (l *Loop) join(r *Relay) error {
+	r.member = len(l.members)
+	l.members = append(l.members, r)
+	return r.awaitStart()
+}
 
-// Done is closed once a relay of a Loop has finished: clients closed, fds
-// freed, socket removed.
-func (r *Relay) Done() <-chan struct{} { return r.doneCh }
+// leave takes r off the loop; a private loop stops with its relay.
+func (l *Loop) leave(r *Relay) {
+	last := l.members[len(l.members)-1]
+	l.members[r.member] = last
+	last.member = r.member
+	l.members[len(l.members)-1] = nil
+	l.members = l.members[:len(l.members)-1]
+	r.member = -1
+	l.count.Add(-1)
+	if (l.private || l.stopped) && len(l.members) == 0 {
+		l.rl.Stop()
+	}
+}
 
-// Close ends a relay of a Loop: its clients are closed and their sessions
-// killed in the guest, its socket removed and its fds freed. It returns at
-// once; Done says when it is over. Safe from any goroutine, any number of
-// times.
-func (r *Relay) Close() {
-	r.closeOnce.Do(func() {
-		r.closing.Store(true)
-		close(r.closeCh)
+// sideQueue runs, on one goroutine per loop, what the loop thread must not
+// wait for: unlinking a relay's socket, telling its owner it is done. The
+// loop never blocks on it: a full channel spills into a list the next pass
+// retries.
+type sideQueue struct {
+	ch    chan func()
+	spill []func()
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (q *sideQueue) start() {
+	q.ch = make(chan func(), 256)
+	q.done = make(chan struct{})
+	go func() {
+		defer close(q.done)
+		for f := range q.ch {
+			f()
+		}
+	}()
+}
+
+// push hands f to the side goroutine; loop thread only.
+func (q *sideQueue) push(f func()) {
+	q.retry()
+	if len(q.spill) == 0 {
+		select {
+		case q.ch <- f:
+			return
+		default:
+		}
+	}
+	q.spill = append(q.spill, f)
+}
+
+// retry moves spilled work to the channel while it has room.
+func (q *sideQueue) retry() {
+	for len(q.spill) > 0 {
+		select {
+		case q.ch <- q.spill[0]:
+			q.spill[0] = nil
+			q.spill = q.spill[1:]
+		default:
+			return
+		}
+	}
+}
+
+// close runs what is left and waits for the goroutine; after the loop.
+func (q *sideQueue) close() {
+	q.once.Do(func() {
+		for _, f := range q.spill {
+			q.ch <- f
+		}
+		q.spill = nil
+		close(q.ch)
+		<-q.done
 	})
 }
+
+// errNotReady is WaitReady's answer for a relay that is no longer waiting
+// and never served.
+var errNotReady = errors.New("relay: the guest never became ready")

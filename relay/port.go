@@ -1,8 +1,6 @@
 package relay
 
 import (
-	"time"
-
 	"github.com/agentrelay/agentrelay/reactor"
 )
 
@@ -17,14 +15,17 @@ import (
 //   - ringPort: a ring.Console, for a VMM that embeds the relay in its own
 //     process and for the in-process echo and builtin guests.
 //
-// Every method runs on the loop thread (or, for WaitReady, before the loop
-// runs).
+// Every method runs on the loop thread.
 type guestPort interface {
 	// bind gives the port the relay whose guest flags its events and
 	// reads set; New calls it before anything else touches the port.
 	bind(r *Relay)
-	// register adds the port's fds to the loop.
+	// register adds the port's fds to the loop; deregister takes them out.
 	register(l *reactor.Loop) error
+	deregister(l *reactor.Loop)
+	// settle gives back, at the end of a pass, any buffer that holds
+	// nothing the relay still needs.
+	settle()
 
 	// source is where guest bytes are parsed from. A linear source keeps
 	// what it has returned valid until the next fill, and can hold a whole
@@ -50,13 +51,6 @@ type guestPort interface {
 	// readerGone reports whether the guest stopped reading for good.
 	readerGone() bool
 
-	// sendBeforeRun writes p whole, blocking until deadline: for the
-	// relay's answers while it waits for core.ready, before the loop runs.
-	sendBeforeRun(p []byte, deadline time.Time) error
-
-	// waitFd is the fd to poll for guest bytes before the loop runs
-	// (WaitReady), after armRead.
-	waitFd() int
 	close()
 }
 

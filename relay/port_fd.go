@@ -3,10 +3,10 @@ package relay
 import (
 	"fmt"
 	"os"
-	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentrelay/agentrelay/bufpool"
 	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/reactor"
 )
@@ -26,15 +26,21 @@ const (
 // of it: nothing moves them until the next fill, which is when the relay has
 // written out (or queued) every view it handed to a client. Host→guest
 // bytes go out with writev straight from the clients' input buffers.
+//
+// in is lent by the loop's pool for a read and given back (settle) once
+// every byte in it has been routed, so an idle guest holds no buffer: on a
+// loop of many sandboxes the buffer one just used is the next one's.
 type fdPort struct {
 	fd       int // the relay's own descriptor, in no poller but the loop's
 	r        *Relay
 	loop     *reactor.Loop
 	tok      reactor.Token
+	watched  bool
 	outArmed bool // EPOLLOUT is in the registration
+	pool     *bufpool.Pool
 
-	in   []byte
-	head int // in[head:tail] is unparsed guest bytes
+	in   []byte // nil while nothing is buffered
+	head int    // in[head:tail] is unparsed guest bytes
 	tail int
 
 	// hup records that epoll reported the guest's hang-up; that edge may
@@ -53,7 +59,7 @@ type fdPort struct {
 // calls and two context switches per round trip for nothing. Closing f takes
 // it out of that poller, and no finalizer can close the descriptor under
 // the loop.
-func newFdPort(f *os.File) (*fdPort, error) {
+func newFdPort(f *os.File, pool *bufpool.Pool) (*fdPort, error) {
 	defer f.Close()
 	sc, err := f.SyscallConn()
 	if err != nil {
@@ -71,7 +77,7 @@ func newFdPort(f *os.File) (*fdPort, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("guest socket: %w", err)
 	}
-	return &fdPort{fd: fd, in: make([]byte, guestBuffer)}, nil
+	return &fdPort{fd: fd, pool: pool}, nil
 }
 
 func (p *fdPort) bind(r *Relay) { p.r = r }
@@ -81,8 +87,23 @@ func (p *fdPort) register(l *reactor.Loop) error {
 	if err != nil {
 		return fmt.Errorf("watch guest socket: %w", err)
 	}
-	p.loop, p.tok = l, tok
+	p.loop, p.tok, p.watched = l, tok, true
 	return nil
+}
+
+func (p *fdPort) deregister(l *reactor.Loop) {
+	if p.watched {
+		l.Remove(p.tok)
+		p.watched = false
+	}
+}
+
+// settle gives the read buffer back when nothing in it is still needed.
+func (p *fdPort) settle() {
+	if p.in != nil && p.head == p.tail {
+		p.pool.Put(p.in)
+		p.in, p.head, p.tail = nil, 0, 0
+	}
 }
 
 // guestEvents is the guest socket's registration until a write first comes
@@ -103,6 +124,9 @@ func (p *fdPort) fill(want int) (int, error) {
 	if p.eof {
 		return 0, nil
 	}
+	if p.in == nil {
+		p.in = p.pool.Get(max(want, guestBuffer))
+	}
 	have := p.tail - p.head
 	if have == 0 {
 		p.head, p.tail = 0, 0
@@ -119,8 +143,9 @@ func (p *fdPort) fill(want int) (int, error) {
 		for size < have+need {
 			size *= 2
 		}
-		nb := make([]byte, min(size, frame.MaxFrame))
+		nb := p.pool.Get(min(size, frame.MaxFrame))
 		p.tail = copy(nb, p.in[p.head:p.tail])
+		p.pool.Put(p.in)
 		p.in, p.head = nb, 0
 	}
 	for {
@@ -181,37 +206,25 @@ func (p *fdPort) writev(bufs [][]byte) (int, error) {
 	}
 }
 
-func (p *fdPort) sendBeforeRun(b []byte, deadline time.Time) error {
-	for len(b) > 0 {
-		n, err := unix.Write(p.fd, b)
-		switch {
-		case n > 0:
-			b = b[n:]
-		case err == unix.EINTR:
-		case err == unix.EAGAIN:
-			wait := time.Until(deadline)
-			if wait <= 0 {
-				return fmt.Errorf("guest socket: write timed out")
-			}
-			fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLOUT}}
-			unix.Poll(fds, int(min(wait, 100*time.Millisecond)/time.Millisecond)+1)
-		default:
-			return fmt.Errorf("guest socket: %w", err)
-		}
-	}
-	return nil
-}
-
 func (p *fdPort) armWrite() bool   { return !p.r.guestWritable && !p.gone }
 func (p *fdPort) readerGone() bool { return p.gone }
-func (p *fdPort) waitFd() int      { return p.fd }
-func (p *fdPort) close()           { unix.Close(p.fd) }
+func (p *fdPort) close() {
+	if p.fd >= 0 {
+		unix.Close(p.fd)
+		p.fd = -1
+	}
+	if p.in != nil {
+		p.pool.Put(p.in)
+		p.in, p.head, p.tail = nil, 0, 0
+	}
+}
 
 // guestHandler records the guest socket's readiness for the idle pass.
 type guestHandler struct{ p *fdPort }
 
 func (h guestHandler) OnEvent(ev uint32) {
 	r := h.p.r
+	r.kick()
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		r.guestReadable = true
 	}

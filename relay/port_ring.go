@@ -2,7 +2,6 @@ package relay
 
 import (
 	"fmt"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -13,8 +12,10 @@ import (
 // ringPort serves a guest through a ring.Console: the guest produces Tx and
 // consumes Rx, and the rings' wake pipes tell the loop when either moved.
 type ringPort struct {
-	tx, rx *ring.Ring
-	r      *Relay
+	tx, rx       *ring.Ring
+	r            *Relay
+	txTok, rxTok reactor.Token
+	watched      bool
 }
 
 func newRingPort(c *ring.Console) *ringPort { return &ringPort{tx: c.Tx, rx: c.Rx} }
@@ -22,14 +23,28 @@ func newRingPort(c *ring.Console) *ringPort { return &ringPort{tx: c.Tx, rx: c.R
 func (p *ringPort) bind(r *Relay) { p.r = r }
 
 func (p *ringPort) register(l *reactor.Loop) error {
-	if _, err := l.Add(p.tx.DataFd(), unix.EPOLLIN, txHandler{p}); err != nil {
+	var err error
+	if p.txTok, err = l.Add(p.tx.DataFd(), unix.EPOLLIN, txHandler{p}); err != nil {
 		return fmt.Errorf("watch guest: %w", err)
 	}
-	if _, err := l.Add(p.rx.SpaceFd(), unix.EPOLLIN, rxHandler{p}); err != nil {
+	if p.rxTok, err = l.Add(p.rx.SpaceFd(), unix.EPOLLIN, rxHandler{p}); err != nil {
+		l.Remove(p.txTok)
 		return fmt.Errorf("watch guest ring: %w", err)
 	}
+	p.watched = true
 	return nil
 }
+
+func (p *ringPort) deregister(l *reactor.Loop) {
+	if p.watched {
+		l.Remove(p.txTok)
+		l.Remove(p.rxTok)
+		p.watched = false
+	}
+}
+
+// settle has nothing to give back: the rings are the console's.
+func (p *ringPort) settle() {}
 
 func (p *ringPort) source() guestSource { return p.tx }
 func (p *ringPort) linear() bool        { return false }
@@ -55,13 +70,8 @@ func (p *ringPort) writev(bufs [][]byte) (int, error) {
 	return total, nil
 }
 
-func (p *ringPort) sendBeforeRun(b []byte, deadline time.Time) error {
-	return p.rx.WriteAll(b, deadline)
-}
-
 func (p *ringPort) armWrite() bool   { return p.rx.ArmSpace() }
 func (p *ringPort) readerGone() bool { return p.rx.ReadClosed() }
-func (p *ringPort) waitFd() int      { p.tx.DrainData(); return p.tx.DataFd() }
 func (p *ringPort) close()           {}
 
 // Handlers for the rings' wake pipes. Each is one pointer wide, so storing
@@ -73,9 +83,13 @@ type (
 
 // The wake only needs draining: whether Tx holds bytes is the ring's to
 // say (armRead), not a flag's.
-func (h txHandler) OnEvent(uint32) { h.p.tx.DrainData() }
+func (h txHandler) OnEvent(uint32) {
+	h.p.tx.DrainData()
+	h.p.r.kick()
+}
 
 func (h rxHandler) OnEvent(uint32) {
 	h.p.rx.DrainSpace()
+	h.p.r.kick()
 	h.p.r.guestWritable = true
 }

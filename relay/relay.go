@@ -35,7 +35,8 @@ const (
 type state uint8
 
 const (
-	stateNew state = iota
+	stateNew     state = iota
+	stateWaiting       // for core.ready
 	stateServing
 	stateDraining
 	stateDone
@@ -47,8 +48,11 @@ const (
 type Relay struct {
 	opt  Options
 	log  *slog.Logger
-	logq *logQueue
-	loop *reactor.Loop
+	l    *Loop         // the loop serving it, shared with other relays or its own
+	loop *reactor.Loop // l's reactor
+
+	member int  // its index in l.members
+	kicked bool // on l's active list for the next pass
 
 	// The guest: its port, the frames read from it, its readiness as the
 	// port's events last reported it.
@@ -98,13 +102,17 @@ type Relay struct {
 	stats      counters
 	pend       frameCounts // this pass's frame counts, published at its end
 
-	// Life on a Loop, as its owner sees it.
+	// The wait for core.ready.
+	readyTimer reactor.Timer
+	waitStart  time.Time
+	discarded  int
+	ran        bool // Run was called
+
+	// Its life as its owner sees it.
 	state           atomic.Uint32 // a State
 	endErr          atomic.Pointer[error]
 	readyCh, doneCh chan struct{}
-	closeCh         chan struct{}
 	closeOnce       sync.Once
-	closing         atomic.Bool
 }
 
 // ctlBound bounds the relay's own frames waiting for the guest: a SIGKILL
@@ -113,22 +121,51 @@ func ctlBound(slots, sessions, killLen int) int {
 	return sessions*killLen + slots*64 + 4096
 }
 
-// New binds the client socket and prepares a relay; clients that connect
-// before Run wait in the socket's backlog.
+// New binds the client socket and prepares a relay on a loop of its own;
+// clients that connect before Run wait in the socket's backlog. WaitReady
+// and Run then drive that loop: `relay serve` is a host of one sandbox.
 func New(opt Options) (*Relay, error) {
+	opt.setDefaults()
+	if opt.Pool == nil {
+		opt.Pool = bufpool.New(defaultPoolIdle)
+	}
+	l, err := newLoop(LoopOptions{Logger: opt.Logger}, opt.Pool)
+	if err != nil {
+		return nil, err
+	}
+	l.private = true
+	r, err := newRelay(opt, l)
+	if err != nil {
+		l.side.close()
+		l.logq.close()
+		l.rl.Close()
+		return nil, err
+	}
+	l.count.Add(1)
+	if err := l.join(r); err != nil {
+		r.teardown(StateStopped, "relay failed to start")
+		l.side.close()
+		l.logq.close()
+		l.rl.Close()
+		return nil, err
+	}
+	// The loop waits for an event before its first pass, and guest bytes
+	// already there raised none (the ring's consumer was not asleep): have
+	// the first pass run at once.
+	l.rl.Submit(func() {})
+	return r, nil
+}
+
+// newRelay checks opt, takes the guest, binds the client socket and builds
+// a relay for l; nothing touches l's thread yet (join does).
+func newRelay(opt Options, l *Loop) (*Relay, error) {
 	opt.setDefaults()
 	var port guestPort
 	switch {
 	case opt.Guest != nil && opt.Console != nil:
 		return nil, errors.New("relay: set Options.Guest or Options.Console, not both")
 	case opt.Guest != nil:
-		p, err := newFdPort(opt.Guest)
-		if err != nil {
-			return nil, fmt.Errorf("relay: %w", err)
-		}
-		port = p
 	case opt.Console != nil && opt.Console.Tx != nil && opt.Console.Rx != nil:
-		port = newRingPort(opt.Console)
 	default:
 		return nil, errors.New("relay: Options.Guest or Options.Console is required")
 	}
@@ -148,52 +185,52 @@ func New(opt Options) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: encode SIGKILL frame: %w", err)
 	}
-	loop, err := reactor.New()
-	if err != nil {
-		return nil, fmt.Errorf("relay: %w", err)
+	if opt.Guest != nil {
+		p, err := newFdPort(opt.Guest, l.pool)
+		if err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		port = p
+	} else {
+		port = newRingPort(opt.Console)
 	}
 	r := &Relay{
 		opt:        opt,
-		loop:       loop,
+		l:          l,
+		loop:       l.rl,
+		member:     -1,
 		port:       port,
 		g:          newGuestReader(port.source(), port.linear()),
 		direct:     port.linear(),
 		ln:         listener{fd: -1},
 		stall:      guestStall{slot: -1},
-		q:          newGuestQueue(),
 		waiting:    newAcceptQueue(opt.AcceptQueue),
 		killFrame:  kill,
-		ctl:        newFixedBuffer(4096, ctlBound(MaxSlots, opt.MaxSessionsTotal, len(kill))),
+		ctl:        newBuffer(4096, ctlBound(MaxSlots, opt.MaxSessionsTotal, len(kill)), l.pool, nil),
 		sess:       newSessionTable(opt.MaxSessions, opt.MaxSessionsTotal),
 		shutdownCh: make(chan struct{}, 1),
-		closeCh:    make(chan struct{}),
+		readyCh:    make(chan struct{}),
+		doneCh:     make(chan struct{}),
 	}
 	r.ln.allow = opt.AllowUIDs
 	if r.ln.allow == nil {
 		r.ln.allow = []uint32{uint32(os.Geteuid()), 0}
 	}
 	port.bind(r)
-	r.logq = newLogQueue(logQueueLen)
-	r.log = slog.New(&asyncHandler{next: opt.Logger.Handler(), q: r.logq, dropped: &r.stats.logDrops})
+	r.log = slog.New(&asyncHandler{next: opt.Logger.Handler(), q: l.logq, dropped: &r.stats.logDrops})
 	r.g.onCorrupt = r.corruptStart
 	r.g.onResync = r.corruptEnd
 	if opt.ExecLog != nil {
 		r.lane = opt.ExecLog.Lane()
 	}
-	if r.pool = opt.Pool; r.pool == nil {
-		r.pool = bufpool.New(defaultPoolIdle)
-	}
+	r.pool = l.pool
 	r.outBudget = bufpool.NewBudget(opt.OutputBudget, opt.Budget)
 	r.inBudget = bufpool.NewBudget(opt.InputBudget, opt.Budget)
 	for i := range r.cl.conns {
-		r.cl.conns[i] = conn{r: r, slot: i, fd: -1,
-			in:  newBuffer(initialBuffer, frame.MaxFrame, r.pool, r.inBudget),
-			out: newBuffer(initialBuffer, opt.ClientBuffer, r.pool, r.outBudget)}
+		r.cl.conns[i] = &vacant
 	}
 	if r.ln.fd, err = listen(opt.Socket); err != nil {
 		port.close()
-		loop.Close()
-		r.logq.close()
 		return nil, err
 	}
 	r.log.Info("relay listening", "socket", opt.Socket)
@@ -209,112 +246,167 @@ func (r *Relay) GuestEnded() bool { return r.stats.guestEnded.Load() != 0 }
 // is expected to power off; force teardown if it does not).
 func (r *Relay) Shutdowns() <-chan struct{} { return r.shutdownCh }
 
-// WaitReady reads the guest stream until core.ready, discarding anything
-// before it, and caches the frame for every client handshake. It fails after
-// Options.ReadyTimeout, when ctx ends, or when the guest stream ends first.
+// WaitReady drives the relay's own loop until the guest's core.ready has
+// come (and been cached for every client handshake; anything before it is
+// discarded), and fails after Options.ReadyTimeout, when ctx ends, or when
+// the guest stream ends first. For a relay made with New; a Loop's relay
+// says it is ready through Ready.
 func (r *Relay) WaitReady(ctx context.Context) error {
-	start := time.Now()
-	deadline := start.Add(r.opt.ReadyTimeout)
-	discarded := 0
-	ring, _ := r.port.(*ringPort)
-	r.guestReadable = true
+	if !r.l.private {
+		return errors.New("relay: WaitReady is for a relay made with New")
+	}
+	stop := context.AfterFunc(ctx, func() { r.loop.Submit(func() {}) }) // wakes RunOnce
+	defer stop()
 	for {
-		if ring != nil {
-			ring.tx.DrainData()
-		}
-		for {
-			budget := fromGuestBudget
-			f, ok := r.g.next(&budget)
-			if !ok {
-				if budget <= 0 {
-					continue
-				}
-				break
-			}
-			p, err := frame.Peek(f.Body)
-			if err == nil && p.Type == frame.TypeReady {
-				m, err := frame.Decode(f.Raw)
-				if err != nil {
-					return fmt.Errorf("relay: core.ready from the guest cannot be decoded: %w", err)
-				}
-				r.ready = append([]byte(nil), f.Raw...)
-				r.g.done()
-				r.form = chooseForm(r.opt.Handshake, m.Version)
-				r.ctl.max = ctlBound(r.form.slots, r.opt.MaxSessionsTotal, len(r.killFrame))
-				r.stats.slots.Store(uint64(r.form.slots))
-				r.stats.handshake.Store(uint64(r.form.hs))
-				r.log.Info("guest ready", "after", time.Since(start).Round(time.Millisecond), "discarded_frames", discarded,
-					"v", m.Version, "handshake", r.form.hs.String(), "slots", r.form.slots, "disconnect_notices", r.form.notify)
-				if r.opt.ExecLog != nil {
-					r.opt.ExecLog.System("--- sandbox started ---")
-				}
-				return nil
-			}
-			if err == nil && p.Type == frame.TypeInitResolved {
-				// A 0.6+ guest waits for the ack before it sends ready.
-				// What the payload says (a uid map for shared volumes) is
-				// the VMM's business.
-				r.g.done()
-				ack, err := initAckFrame(p.Version)
-				if err == nil {
-					err = r.port.sendBeforeRun(ack, deadline)
-				}
-				if err != nil {
-					return fmt.Errorf("relay: answering core.init.resolved: %w", err)
-				}
-				r.log.Info("guest resolved its init context; acknowledged", "v", p.Version)
-				continue
-			}
-			discarded++
-			r.log.Debug("discarding frame before core.ready", "id", f.ID, "type", p.Type.String())
-			r.g.done()
-		}
-		if r.port.linear() && r.guestReadable {
-			n, err := r.port.fill(r.g.wanted())
-			if err != nil {
-				return fmt.Errorf("relay: waiting for core.ready: %w", err)
-			}
-			if n > 0 {
-				continue
-			}
-		}
-		if r.port.drained() {
-			return errors.New("relay: guest stream ended before core.ready")
-		}
-		if !r.port.armRead() {
-			continue
-		}
-		now := time.Now()
-		if !now.Before(deadline) {
-			return fmt.Errorf("relay: timed out after %s waiting for core.ready from the guest", r.opt.ReadyTimeout)
-		}
+		// ctx first: an owner that gave up (a signal) is not overruled by
+		// a ready that came meanwhile.
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("relay: waiting for core.ready: %w", err)
 		}
-		wait := min(deadline.Sub(now), 100*time.Millisecond) // short slices keep ctx responsive
-		fds := []unix.PollFd{{Fd: int32(r.port.waitFd()), Events: unix.POLLIN}}
-		if _, err := unix.Poll(fds, int(wait/time.Millisecond)+1); err != nil && err != unix.EINTR {
-			return fmt.Errorf("relay: waiting for core.ready: poll: %w", err)
+		if r.st != stateWaiting {
+			break
 		}
-		r.guestReadable = true
+		if err := r.loop.RunOnce(-1); err != nil {
+			return fmt.Errorf("relay: waiting for core.ready: %w", err)
+		}
 	}
+	if r.ready != nil {
+		return nil
+	}
+	if err := r.Err(); err != nil {
+		return err
+	}
+	return errNotReady
+}
+
+// awaitStart registers the guest port and starts the wait for core.ready;
+// on the loop thread (or before the loop runs).
+func (r *Relay) awaitStart() error {
+	if err := r.port.register(r.loop); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	r.st = stateWaiting
+	r.waitStart = r.loop.Now()
+	r.guestReadable = true
+	r.loop.Schedule(&r.readyTimer, r.waitStart.Add(r.opt.ReadyTimeout), func(time.Time) {
+		r.fail(fmt.Errorf("relay: timed out after %s waiting for core.ready from the guest", r.opt.ReadyTimeout))
+	})
+	r.kick()
+	return nil
+}
+
+// awaitReady is a waiting relay's pass: it reads the guest stream up to
+// core.ready, within the pass's budget, and reports whether it has more to
+// do without a new event.
+func (r *Relay) awaitReady() (busy bool) {
+	budget := fromGuestBudget
+	for {
+		f, ok := r.g.next(&budget)
+		if !ok {
+			if budget <= 0 {
+				return true
+			}
+			break
+		}
+		p, err := frame.Peek(f.Body)
+		if err == nil && p.Type == frame.TypeReady {
+			m, err := frame.Decode(f.Raw)
+			if err != nil {
+				r.fail(fmt.Errorf("relay: core.ready from the guest cannot be decoded: %w", err))
+				return false
+			}
+			r.ready = append([]byte(nil), f.Raw...)
+			r.g.done()
+			r.becomeReady(m.Version)
+			return true
+		}
+		if err == nil && p.Type == frame.TypeInitResolved {
+			// A 0.6+ guest waits for the ack before it sends ready. What
+			// the payload says (a uid map for shared volumes) is the VMM's
+			// business.
+			r.g.done()
+			ack, err := initAckFrame(p.Version)
+			if err == nil && !r.ctl.reserve(len(ack)) {
+				err = errors.New("no room")
+			}
+			if err != nil {
+				r.fail(fmt.Errorf("relay: answering core.init.resolved: %w", err))
+				return false
+			}
+			r.ctl.append(ack)
+			r.q.add(ctlSource)
+			r.writeGuest()
+			r.log.Info("guest resolved its init context; acknowledged", "v", p.Version)
+			continue
+		}
+		r.discarded++
+		r.log.Debug("discarding frame before core.ready", "id", f.ID, "type", p.Type.String())
+		r.g.done()
+	}
+	if r.port.linear() && r.guestReadable {
+		n, err := r.port.fill(r.g.wanted())
+		if err != nil {
+			r.fail(fmt.Errorf("relay: waiting for core.ready: %w", err))
+			return false
+		}
+		if n > 0 {
+			return true
+		}
+	}
+	if r.port.drained() {
+		r.fail(errors.New("relay: guest stream ended before core.ready"))
+		return false
+	}
+	if r.port.readerGone() {
+		r.fail(errors.New("relay: guest stopped reading before core.ready"))
+		return false
+	}
+	return !r.port.armRead()
+}
+
+// becomeReady settles the handshake from core.ready and starts serving.
+func (r *Relay) becomeReady(v uint64) {
+	r.form = chooseForm(r.opt.Handshake, v)
+	r.ctl.max = ctlBound(r.form.slots, r.opt.MaxSessionsTotal, len(r.killFrame))
+	r.stats.slots.Store(uint64(r.form.slots))
+	r.stats.handshake.Store(uint64(r.form.hs))
+	r.loop.Cancel(&r.readyTimer)
+	r.log.Info("guest ready", "after", r.loop.Now().Sub(r.waitStart).Round(time.Millisecond), "discarded_frames", r.discarded,
+		"v", v, "handshake", r.form.hs.String(), "slots", r.form.slots, "disconnect_notices", r.form.notify)
+	if r.opt.ExecLog != nil {
+		r.opt.ExecLog.System("--- sandbox started ---")
+	}
+	if err := r.start(); err != nil {
+		r.fail(err)
+		return
+	}
+	r.state.Store(uint32(StateServing))
+	close(r.readyCh)
+}
+
+// fail ends a relay that cannot go on: the guest never became ready, or
+// the loop could not watch its socket.
+func (r *Relay) fail(err error) {
+	r.err = err
+	r.log.Warn("relay failed", "err", err)
+	r.teardown(StateGuestGone, "relay failed")
 }
 
 // Run serves clients until Stop, ctx's end, or the end of the guest stream
-// (ErrGuestClosed). The calling goroutine becomes the loop: it is locked to
-// its OS thread for the duration. On return the socket is removed and every
-// client is closed.
+// (ErrGuestClosed), driving the relay's own loop: the calling goroutine is
+// locked to its OS thread for the duration. On return the socket is
+// removed and every client is closed. For a relay made with New.
 func (r *Relay) Run(ctx context.Context) error {
+	if !r.l.private {
+		return errors.New("relay: Run is for a relay made with New; its Loop runs a Loop's relay")
+	}
 	if r.ready == nil {
 		return errors.New("relay: Run called before WaitReady succeeded")
 	}
-	if r.st != stateNew {
+	if r.ran {
 		return errors.New("relay: Run called twice")
 	}
-	defer r.cleanup()
-	if err := r.start(); err != nil {
-		return err
-	}
+	r.ran = true
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -324,13 +416,14 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-done:
 		}
 	}()
-	if err := r.loop.Run(); err != nil {
-		return fmt.Errorf("relay: %w", err)
+	if err := r.l.Run(); err != nil {
+		return err
 	}
 	return r.err
 }
 
-// start registers the relay's fds with the loop; Run then runs it.
+// start registers the listening socket: the relay serves from the next
+// pass.
 func (r *Relay) start() error {
 	r.st = stateServing
 	var err error
@@ -338,48 +431,126 @@ func (r *Relay) start() error {
 		return fmt.Errorf("relay: watch socket: %w", err)
 	}
 	r.ln.watched = true
-	if err := r.port.register(r.loop); err != nil {
-		return fmt.Errorf("relay: %w", err)
-	}
-	r.loop.SetIdle(r.service)
 	r.guestWake, r.guestReadable, r.guestWritable, r.ln.pending = true, true, true, true
-	// The loop waits for an event before its first idle pass, and guest
-	// bytes that arrived after WaitReady raised none (the ring's consumer
-	// was not asleep): have the first pass run at once.
-	r.loop.Submit(func() {})
+	r.kick()
 	return nil
 }
 
-// Stop stops accepting, flushes what is queued to clients for up to
-// Options.DrainTimeout, closes them, and makes Run return nil. Safe from any
-// goroutine, any number of times.
-func (r *Relay) Stop() {
-	r.stopOnce.Do(func() { r.loop.Submit(func() { r.drain(nil, "relay stopping") }) })
+// kick has the loop's next pass service r.
+func (r *Relay) kick() {
+	if !r.kicked {
+		r.kicked = true
+		r.l.active = append(r.l.active, r)
+	}
 }
 
-// cleanup runs on Run's goroutine after the loop has stopped, so the disk
-// I/O of unlinking the socket happens off the loop.
-func (r *Relay) cleanup() {
+// Stop stops accepting, flushes what is queued to clients for up to
+// Options.DrainTimeout, closes them, and ends the relay (Run returns nil).
+// Safe from any goroutine, any number of times.
+func (r *Relay) Stop() {
+	r.stopOnce.Do(func() {
+		r.loop.Submit(func() {
+			r.drain(nil, "relay stopping")
+			r.kick()
+		})
+	})
+}
+
+// Close ends the relay at once: its clients are closed and their sessions
+// killed in the guest, its socket removed and its fds freed. It returns at
+// once; Done says when it is over. Safe from any goroutine, any number of
+// times.
+func (r *Relay) Close() {
+	r.closeOnce.Do(func() {
+		r.loop.Submit(func() { r.teardown(StateStopped, "relay closed") })
+	})
+}
+
+// State reports where the relay is in its life. Safe from any goroutine.
+func (r *Relay) State() State { return State(r.state.Load()) }
+
+// Err reports why the relay ended, or nil. Safe from any goroutine once Done
+// is closed.
+func (r *Relay) Err() error {
+	if p := r.endErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Ready is closed once the relay serves clients.
+func (r *Relay) Ready() <-chan struct{} { return r.readyCh }
+
+// Done is closed once the relay has ended: clients closed, fds freed,
+// socket removed.
+func (r *Relay) Done() <-chan struct{} { return r.doneCh }
+
+// teardown ends the relay on the loop thread: every client is closed (their
+// sessions' SIGKILLs go to the guest if it takes them now), the listener,
+// the guest port and the timers are released, and the side goroutine
+// unlinks the socket and closes Done. What was flushable was flushed
+// before (drain) or is given up on (Close).
+func (r *Relay) teardown(s State, why string) {
+	if r.st == stateDone {
+		return
+	}
+	waiting := r.st == stateWaiting || r.st == stateNew
 	r.st = stateDone
-	for i := range r.cl.conns {
-		if c := &r.cl.conns[i]; c.live {
-			r.disconnect(c, "relay stopped", nil)
+	for _, c := range r.cl.conns {
+		if c.live {
+			if c.out.len() > 0 {
+				r.log.Warn("client output not flushed before stop", "slot", c.slot, "bytes", c.out.len())
+			}
+			r.disconnect(c, why, nil)
 		}
+	}
+	if !r.guestEnded && !r.q.empty() && !r.port.readerGone() {
+		r.writeGuest() // the SIGKILLs, as far as the guest takes them now
 	}
 	r.closeListener()
 	r.waiting.closeAll()
-	if err := os.Remove(r.opt.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-		r.log.Warn("remove socket", "socket", r.opt.Socket, "err", err)
+	for _, t := range []*reactor.Timer{&r.readyTimer, &r.waitTimer, &r.drainTimer, &r.qTimer, &r.stall.timer, &r.ln.retry} {
+		r.loop.Cancel(t)
+	}
+	r.port.deregister(r.loop)
+	r.port.close()
+	r.q.clear()
+	r.ctl.release()
+	for _, c := range r.cl.conns {
+		if c != &vacant {
+			c.in.release()
+			c.out.release()
+		}
 	}
 	r.stats.publish(&r.pend)
-	r.loop.Close()
-	r.port.close()
-	r.logq.close()
+	if r.err != nil {
+		err := r.err
+		r.endErr.Store(&err)
+	}
+	if waiting && s == StateStopped {
+		r.log.Info("relay stopped before the guest was ready")
+	}
+	r.state.Store(uint32(s))
+	if r.member >= 0 {
+		r.l.leave(r)
+	}
+	sock, log, done := r.opt.Socket, r.log, r.doneCh
+	r.l.side.push(func() {
+		if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Warn("remove socket", "socket", sock, "err", err)
+		}
+		close(done)
+	})
 }
 
 // drain begins an orderly stop: no new clients, no more reading from clients
 // or the guest, queued output flushed until empty or the deadline.
 func (r *Relay) drain(err error, why string) {
+	if r.st == stateWaiting {
+		r.err = err
+		r.teardown(StateStopped, why)
+		return
+	}
 	if r.st != stateServing {
 		return
 	}
@@ -390,22 +561,15 @@ func (r *Relay) drain(err error, why string) {
 	r.waiting.closeAll()
 	r.loop.Cancel(&r.waitTimer)
 	r.loop.Schedule(&r.drainTimer, r.loop.Now().Add(r.opt.DrainTimeout), func(time.Time) { r.finish() })
+	r.kick()
 }
 
 func (r *Relay) finish() {
-	if r.st == stateDone {
-		return
+	s := StateStopped
+	if errors.Is(r.err, ErrGuestClosed) {
+		s = StateGuestGone
 	}
-	r.st = stateDone
-	for i := range r.cl.conns {
-		if c := &r.cl.conns[i]; c.live {
-			if c.out.len() > 0 {
-				r.log.Warn("client output not flushed before stop", "slot", c.slot, "bytes", c.out.len())
-			}
-			r.disconnect(c, "relay stopping", nil)
-		}
-	}
-	r.loop.Stop()
+	r.teardown(s, "relay stopping")
 }
 
 func (r *Relay) closeListener() {
@@ -425,8 +589,11 @@ func (r *Relay) closeListener() {
 // a budget, and reports busy when work is left over (the next epoll_wait
 // then does not sleep).
 func (r *Relay) service(now time.Time) bool {
-	if r.st == stateDone {
+	switch r.st {
+	case stateDone, stateNew:
 		return false
+	case stateWaiting:
+		return r.awaitReady()
 	}
 	// 1. New connections.
 	if r.ln.pending && r.st == stateServing {
@@ -463,6 +630,9 @@ func (r *Relay) service(now time.Time) bool {
 		stalledQueue = r.cl.conns[r.stall.slot].out.len()
 	}
 	r.flushDirty()
+	if !r.g.have && r.cl.spans.empty() {
+		r.port.settle()
+	}
 	if r.port.readerGone() {
 		r.guestEnd() // the guest stopped reading: nothing more can reach it
 	}
@@ -497,8 +667,8 @@ func (r *Relay) flushed() bool {
 	if !r.guestEnded && !r.q.empty() {
 		return false
 	}
-	for i := range r.cl.conns {
-		if c := &r.cl.conns[i]; c.live && c.out.len() > 0 {
+	for _, c := range r.cl.conns {
+		if c.live && c.out.len() > 0 {
 			return false
 		}
 	}
@@ -509,7 +679,7 @@ func (r *Relay) flushDirty() {
 	for !r.cl.dirty.empty() {
 		slot := r.cl.dirty.lowest()
 		r.cl.dirty.remove(slot)
-		c := &r.cl.conns[slot]
+		c := r.cl.conns[slot]
 		if !c.live {
 			continue
 		}
@@ -549,4 +719,7 @@ func (r *Relay) corruptEnd(skipped uint64) {
 // allocate.
 type listenHandler struct{ r *Relay }
 
-func (h listenHandler) OnEvent(uint32) { h.r.ln.pending = true }
+func (h listenHandler) OnEvent(uint32) {
+	h.r.ln.pending = true
+	h.r.kick()
+}

@@ -134,6 +134,7 @@ func (r *Relay) notifyDisconnected(slot int) {
 }
 
 func (r *Relay) expireQuarantine(now time.Time) {
+	r.kick()
 	next := r.sess.expire(now, func(id uint32, s session) {
 		r.stats.quarantineExpired.Add(1)
 		r.log.Warn("quarantine expired: guest never ended the session", "id", id, "slot", s.slot)

@@ -578,7 +578,7 @@ func TestSignalStorm(t *testing.T) {
 	r := rig.R
 	relaytest.Eventually(t, 5*time.Second, "every client to be gone", func() bool { return r.Stats().ClientsActive == 0 })
 	s := r.Stats()
-	ls := relay.LoopStats(r)
+	ls := relay.ReactorStats(r)
 	t.Logf("%v: %d frames (%.1f MB) checked end to end under %d SIGURGs to the loop thread (one every %v on average, and as many to the process); "+
 		"the loop thread was in a blocking syscall for %d of them, in epoll_wait for %d; loop wakeups %d",
 		dur, streamed.frames, float64(streamed.bytes)/1e6, sent.Load(), (dur / time.Duration(max(sent.Load(), 1))).Round(time.Microsecond),

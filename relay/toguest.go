@@ -35,8 +35,9 @@ type guestQueue struct {
 	blockedSince time.Time
 }
 
-func newGuestQueue() guestQueue {
-	return guestQueue{order: make([]int, 0, MaxSlots+1), iov: make([][]byte, 0, MaxSlots+1)}
+func (q *guestQueue) clear() {
+	q.order = q.order[:0]
+	q.blocked = false
 }
 
 func (q *guestQueue) empty() bool { return len(q.order) == 0 }
@@ -47,6 +48,15 @@ func (q *guestQueue) add(src int) {
 		if s == src {
 			return
 		}
+	}
+	q.push(src)
+}
+
+// push appends src, which is not queued.
+func (q *guestQueue) push(src int) {
+	if q.order == nil { // a relay whose clients never sent anything has none
+		q.order = make([]int, 0, MaxSlots+1)
+		q.iov = make([][]byte, 0, MaxSlots+1)
 	}
 	q.order = append(q.order, src)
 }
@@ -61,7 +71,7 @@ func (r *Relay) queued(src int) []byte {
 	if src == ctlSource {
 		return r.ctl.bytes()
 	}
-	c := &r.cl.conns[src]
+	c := r.cl.conns[src]
 	return c.in.bytes()[:c.queued]
 }
 
@@ -116,7 +126,7 @@ func (r *Relay) written(n int) {
 			}
 			continue
 		}
-		c := &r.cl.conns[src]
+		c := r.cl.conns[src]
 		k := min(n, c.queued)
 		c.in.consume(k)
 		c.queued -= k
@@ -158,7 +168,7 @@ func (r *Relay) pumpToGuest() {
 		slot := turns.next(r.cl.rr, r.form.slots)
 		turns.remove(slot)
 		r.cl.rr = (slot + 1) % r.form.slots
-		c := &r.cl.conns[slot]
+		c := r.cl.conns[slot]
 		if !c.live {
 			r.cl.readable.remove(slot)
 			continue
@@ -278,7 +288,7 @@ func (r *Relay) queueFrames(c *conn) {
 		if c.queued == 0 {
 			// A client is in the queue's order exactly while it has bytes
 			// queued: no search needed.
-			r.q.order = append(r.q.order, c.slot)
+			r.q.push(c.slot)
 		}
 		c.queued += len(f.Raw)
 		if f.Flags&frame.FlagShutdown != 0 {
@@ -317,7 +327,7 @@ func (r *Relay) queuePlain(c *conn) {
 		return
 	}
 	if c.queued == 0 {
-		r.q.order = append(r.q.order, c.slot)
+		r.q.push(c.slot)
 	}
 	c.queued += k
 	r.pend.framesToGuest += frames
