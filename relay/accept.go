@@ -157,8 +157,6 @@ func (r *Relay) attach(slot, fd int, uid uint32, pid int32, waited time.Duration
 	}
 	c.fd, c.tok, c.live = fd, tok, true
 	c.peerUID, c.peerPID, c.since = int32(uid), pid, r.loop.Now()
-	c.in.acquire()
-	c.out.acquire()
 	c.full, c.hup, c.outArmed = false, false, false
 	c.werr, c.dropped = nil, 0
 	var hs [frame.HandshakeSize05]byte

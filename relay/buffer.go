@@ -3,8 +3,8 @@ package relay
 import "github.com/agentrelay/agentrelay/bufpool"
 
 // buffer is a linear byte queue with a hard bound. A client's buffers are
-// lent by the loop's pool when the client attaches (acquire) and given back
-// when it leaves (release). A buffer starts at its base size and grows, by
+// lent by the loop's pool when bytes come (reserve) and given back when they
+// are gone at the end of a pass (idle) or the client leaves (release). A buffer starts at its base size and grows, by
 // doubling, only when a frame does not fit; growth beyond the base is
 // charged to the buffer's budget and refused past it, and a grown buffer
 // that empties goes back to its base size, so that budget follows what is
@@ -97,9 +97,22 @@ func (q *buffer) shrink() {
 	q.r, q.w = 0, 0
 }
 
-// reserve makes room for n more bytes after w. It reports false, changing
-// nothing, if that would take the buffer past its bound or its budget.
+// idle gives a pooled buffer's memory back while it is empty; the next
+// reserve takes it again. At the end of a pass this keeps a connected but
+// quiet client from holding anything.
+func (q *buffer) idle() {
+	if q.pool != nil && q.b != nil && q.r == q.w {
+		q.release()
+	}
+}
+
+// reserve makes room for n more bytes after w, taking the base-size memory
+// first if the buffer holds none. It reports false, changing nothing else,
+// if that would take the buffer past its bound or its budget.
 func (q *buffer) reserve(n int) bool {
+	if q.b == nil && q.pool != nil {
+		q.acquire()
+	}
 	if len(q.b)-q.w >= n {
 		return true
 	}

@@ -63,3 +63,4 @@ func GuestFD(r *Relay) int {
 	}
 	return -1
 }
+

@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,11 +81,16 @@ func startLoop(t *testing.T) *relay.Loop {
 // frame through the relay.
 func roundTrip(t *testing.T, socket string) {
 	t.Helper()
+	dialRoundTrip(t, socket).Close()
+}
+
+// dialRoundTrip is roundTrip leaving the client connected.
+func dialRoundTrip(t *testing.T, socket string) net.Conn {
+	t.Helper()
 	c, err := net.Dial("unix", socket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	var off [4]byte
 	if _, err := io.ReadFull(c, off[:]); err != nil {
@@ -95,6 +102,7 @@ func roundTrip(t *testing.T, socket string) {
 	if got := readOne(t, c); !bytes.Equal(got, f) {
 		t.Fatalf("%s: echo %x, want %x", socket, got, f)
 	}
+	return c
 }
 
 func readOne(t *testing.T, c net.Conn) []byte {
@@ -193,8 +201,9 @@ func TestLoopServesManyRelays(t *testing.T) {
 	}
 }
 
-// An idle relay holds no buffer: the guest's read buffer and the clients'
-// go back to the loop's pool once they are empty.
+// An idle relay holds no buffer, even with clients connected: the guest's
+// read buffer and the clients' go back to the loop's pool once they are
+// empty.
 func TestLoopIdleRelayHoldsNoBuffers(t *testing.T) {
 	l := startLoop(t)
 	dir := t.TempDir()
@@ -206,7 +215,8 @@ func TestLoopIdleRelayHoldsNoBuffers(t *testing.T) {
 			t.Fatal(err)
 		}
 		<-r.Ready()
-		roundTrip(t, sock)
+		c := dialRoundTrip(t, sock)
+		defer c.Close()
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for l.Stats().PoolLent != 0 {
@@ -251,5 +261,46 @@ func TestLoopStop(t *testing.T) {
 	}
 	if _, err := l.Add(relay.Options{Socket: filepath.Join(dir, "late"), Guest: newSockGuest(t, true).file}); err == nil {
 		t.Fatal("Add after Stop succeeded")
+	}
+}
+
+// An idle relay costs a few KiB of heap: no client slots, no buffers, no
+// session table beyond an empty map (idleRelayHeap bounds it; the whole of
+// the process's RSS per sandbox is measured in make bench).
+func TestLoopIdleRelayHeap(t *testing.T) {
+	const idleRelayHeap = 16 << 10
+	l := startLoop(t)
+	dir := t.TempDir()
+	const n = 400
+	gs := make([]*sockGuest, n)
+	for i := range n {
+		gs[i] = newSockGuest(t, true)
+	}
+	time.Sleep(200 * time.Millisecond) // the guests' goroutines have their buffers
+	var a, b runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&a)
+	rs := make([]*relay.Relay, n)
+	for i := range n {
+		r, err := l.Add(relay.Options{Socket: filepath.Join(dir, strconv.Itoa(i)), Guest: gs[i].file, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs[i] = r
+	}
+	for _, r := range rs {
+		<-r.Ready()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Stats().PoolLent != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&b)
+	st := l.Stats()
+	per := (int64(b.HeapAlloc) - int64(a.HeapAlloc) - st.PoolIdle) / n
+	t.Logf("heap per idle relay: %.1f KiB (the loop's pool keeps %d KiB idle besides)", float64(per)/1024, st.PoolIdle>>10)
+	if st.PoolLent != 0 || per > idleRelayHeap {
+		t.Fatalf("idle relays hold %d bytes of heap each and %d bytes lent; want at most %d and none", per, st.PoolLent, idleRelayHeap)
 	}
 }

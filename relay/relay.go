@@ -593,7 +593,11 @@ func (r *Relay) service(now time.Time) bool {
 	case stateDone, stateNew:
 		return false
 	case stateWaiting:
-		return r.awaitReady()
+		busy := r.awaitReady()
+		if r.st == stateWaiting && !r.g.have {
+			r.port.settle()
+		}
+		return busy
 	}
 	// 1. New connections.
 	if r.ln.pending && r.st == stateServing {
@@ -633,6 +637,7 @@ func (r *Relay) service(now time.Time) bool {
 	if !r.g.have && r.cl.spans.empty() {
 		r.port.settle()
 	}
+	r.idleBuffers()
 	if r.port.readerGone() {
 		r.guestEnd() // the guest stopped reading: nothing more can reach it
 	}
@@ -673,6 +678,20 @@ func (r *Relay) flushed() bool {
 		}
 	}
 	return true
+}
+
+// idleBuffers gives the pool back the buffers of clients with nothing
+// queued either way.
+func (r *Relay) idleBuffers() {
+	for s := r.cl.live.lowest(); s >= 0; s = r.cl.live.scan(s+1, MaxSlots) {
+		c := r.cl.conns[s]
+		if c.in.b != nil && c.in.len() == 0 {
+			c.in.idle()
+		}
+		if c.out.b != nil && c.out.len() == 0 && len(c.span) == 0 {
+			c.out.idle()
+		}
+	}
 }
 
 func (r *Relay) flushDirty() {

@@ -41,7 +41,8 @@ type sessionTable struct {
 }
 
 func newSessionTable(max, maxTotal int) sessionTable {
-	return sessionTable{m: make(map[uint32]session, 256), max: max, maxTotal: maxTotal}
+	// No size hint: a sandbox that runs nothing holds an empty map.
+	return sessionTable{m: make(map[uint32]session), max: max, maxTotal: maxTotal}
 }
 
 // startResult says what became of a SESSION_START.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -127,10 +128,12 @@ func run(log *slog.Logger, c config, debugLn net.Listener, impl Impl) (err error
 	readyCtx, readyCancel := context.WithCancel(ctx)
 	defer readyCancel()
 	guestDone := make(chan error, 1)
+	var signalled atomic.Bool // a signal ended the wait: a clean stop
 	go func() {
 		select {
 		case s := <-sigs:
 			log.Info("signal before ready; exiting", "signal", s.String())
+			signalled.Store(true)
 			readyCancel()
 		case err := <-guestDone:
 			guestDone <- err
@@ -215,7 +218,14 @@ func run(log *slog.Logger, c config, debugLn net.Listener, impl Impl) (err error
 		hl.set("guest never became ready")
 		srv.Stop()
 		os.Remove(c.socket)
+		if signalled.Load() {
+			return nil
+		}
 		return err
+	}
+	if signalled.Load() {
+		// The signal came as the guest became ready: stop as asked.
+		srv.Stop()
 	}
 
 	go func() {
