@@ -27,8 +27,9 @@ const (
 // takes a lock and, once warm, never allocates or makes a system call except
 // the channel send that wakes an idle writer.
 type Lane struct {
-	w   *Writer
-	buf []byte
+	w    *Writer
+	buf  []byte // allocated by the first put: a sandbox that runs nothing holds none
+	size int
 	// maxData is the largest chunk one record holds; with records of at most
 	// half the ring, an empty ring accepts any record wherever it stands.
 	maxData int
@@ -48,7 +49,7 @@ type Lane struct {
 
 func newLane(w *Writer, size int) *Lane {
 	size &^= 7
-	return &Lane{w: w, buf: make([]byte, size), maxData: size/2 - headerSize}
+	return &Lane{w: w, size: size, maxData: size/2 - headerSize}
 }
 
 // Append queues one chunk. It is dropped, and counted in Stats, if the lane's
@@ -120,6 +121,10 @@ func cut(data []byte, max int) int {
 
 // put writes one record if it fits and publishes it.
 func (l *Lane) put(s Source, session, seq uint64, nanos int64, data []byte, newline bool) bool {
+	if l.buf == nil {
+		// The consumer reads buf only after the head published below.
+		l.buf = make([]byte, l.size)
+	}
 	n := len(data) + b2i(newline)
 	size := uint64(headerSize + (n+7)&^7)
 	capacity := uint64(len(l.buf))

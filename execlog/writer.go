@@ -40,6 +40,10 @@ type Options struct {
 	BufferSize int
 	// Now is the clock for "t"; nil means time.Now.
 	Now func() time.Time
+	// Runner, if set, formats and writes for this Writer on its goroutine,
+	// shared with other Writers (a host's sandboxes); nil gives the Writer
+	// a goroutine of its own.
+	Runner *Runner
 
 	// writeHook, if set, runs in the writer goroutine before every write to
 	// the file; an error fails that write. Tests stall or break the disk
@@ -82,6 +86,14 @@ type Writer struct {
 	closeErr  error
 
 	f *file // the writer goroutine's state
+
+	// With a Runner: the link in its list of Writers with work, whether
+	// this Writer is on it, and the lock that keeps the Runner and Close
+	// from working on f at once (never taken by a producer).
+	next     *Writer
+	queued   atomic.Bool
+	runMu    sync.Mutex
+	finished bool
 }
 
 // file is what only the writer goroutine touches.
@@ -118,7 +130,7 @@ func Open(dir string, o Options) (*Writer, error) {
 		wake: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
-		f:    &file{out: make([]byte, 0, 2*flushSize)},
+		f:    &file{},
 	}
 	if w.now == nil {
 		w.now = time.Now
@@ -135,7 +147,9 @@ func Open(dir string, o Options) (*Writer, error) {
 		return nil, err
 	}
 	w.lanes.Store(new([]*Lane))
-	go w.run()
+	if o.Runner == nil {
+		go w.run()
+	}
 	return w, nil
 }
 
@@ -196,6 +210,12 @@ func (w *Writer) lose(n int) {
 // notify wakes the writer goroutine if it announced it was going to sleep;
 // a busy writer costs its producers one atomic load.
 func (w *Writer) notify() {
+	if r := w.o.Runner; r != nil {
+		if !w.queued.Load() && w.queued.CompareAndSwap(false, true) {
+			r.push(w)
+		}
+		return
+	}
 	if w.idle.Load() && w.idle.CompareAndSwap(true, false) {
 		select {
 		case w.wake <- struct{}{}:
@@ -228,8 +248,18 @@ func (w *Writer) Close() error {
 				runtime.Gosched()
 			}
 		}
-		close(w.stop)
-		<-w.done
+		if w.o.Runner != nil {
+			w.runMu.Lock()
+			w.service()
+			if err := w.f.close(); err != nil {
+				w.fail(err)
+			}
+			w.finished = true
+			w.runMu.Unlock()
+		} else {
+			close(w.stop)
+			<-w.done
+		}
 		errs := w.f.errs
 		if w.f.moreErrs > 0 {
 			errs = append(errs, fmt.Errorf("execlog: %d more errors", w.f.moreErrs))
@@ -239,14 +269,19 @@ func (w *Writer) Close() error {
 	return w.closeErr
 }
 
-// run is the writer goroutine.
+// service writes out everything queued now.
+func (w *Writer) service() {
+	w.drain()
+	w.reportLost()
+	w.flush()
+}
+
+// run is the writer goroutine of a Writer without a Runner.
 func (w *Writer) run() {
 	defer close(w.done)
 	stopping := false
 	for {
-		w.drain()
-		w.reportLost()
-		w.flush()
+		w.service()
 		if stopping {
 			if err := w.f.close(); err != nil {
 				w.fail(err)
