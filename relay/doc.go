@@ -1,5 +1,6 @@
-// Package relay is the agent relay's policy: it multiplexes up to 16 clients
-// on a Unix socket onto the one ordered byte stream of a guest's console.
+// Package relay is the agent relay's policy: it multiplexes up to 128 clients
+// on a Unix socket onto the one ordered byte stream of a guest's console, for
+// one sandbox or, on a shared [Loop], for each of a host's sandboxes.
 //
 // It runs on a [reactor.Loop] (one goroutine locked to one OS thread, epoll,
 // edge-triggered) and owns everything the loop touches, so nothing in it is
@@ -43,21 +44,32 @@
 // queue for the 17th client, resynchronisation on corrupt guest framing, and
 // an exec.log tap that never touches the disk from the loop.
 //
-// Memory is bounded by Options. A client's input and output buffers are lent
-// by a pool ([bufpool.Pool], the loop's) when it attaches, 64 KiB each, and
-// given back when it leaves (its input buffer once the guest has every frame
-// queued in it: its slot is reused only then). They grow by doubling only
-// when a frame does not fit, up to their own bounds, and the growth is
-// charged to two relay-wide budgets (OutputBudget, InputBudget; a host's
-// Budget above them, if set); a grown buffer that empties shrinks back, so
-// the budgets follow what is queued now. Steady traffic neither allocates
-// nor touches the pool. The fd port's read buffer starts at 256 KiB and
-// grows the same way for larger frames; the ring port's staging buffer is
-// allocated whole but untouched pages cost no RSS. With C slots (16 in the
-// 0.4 form, 128 in the 0.5 form; MemoryBound takes 128 unless the 0.4 form
-// is forced) and S = MaxSessionsTotal, the relay holds at most
+// Relays run on a [Loop]: one reactor, one OS thread, one buffer pool, one
+// log queue and its goroutine, shared by every relay on it (a host daemon
+// runs one Loop per CPU; [New] gives a relay a Loop of its own, so `relay
+// serve` is a host of one sandbox). A pass of the loop services only the
+// relays that had an event, a timer or unfinished work, each within its
+// share of the pass's budget, so idle sandboxes cost no time and a busy one
+// cannot hold up the others for more than its share.
 //
-//	C × 2 × 64 KiB                         every attached client's first buffers
+// Memory follows activity and is bounded by Options. A relay that has no
+// client and a quiet guest holds about 6 KiB (TestLoopIdleRelayHeap): a
+// slot's conn (0.3 KiB) is made for its first client, and every buffer is
+// lent by the loop's pool ([bufpool.Pool]) only while it holds bytes: a
+// client's input and output buffers (64 KiB each when taken) and the fd
+// port's read buffer (256 KiB) go back at the end of any pass that leaves
+// them empty. A client's input buffer is given back when it leaves once the
+// guest has every frame queued in it (its slot is reused only then). Buffers
+// grow by doubling only when a frame does not fit, up to their own bounds,
+// and the growth is charged to two relay-wide budgets (OutputBudget,
+// InputBudget; a host's Budget above them, if set); a grown buffer that
+// empties shrinks back, so the budgets follow what is queued now. Steady
+// traffic does not allocate. The ring port's staging buffer is made by the
+// first frame that wraps the ring. With C slots (16 in the 0.4 form, 128 in
+// the 0.5 form; MemoryBound takes 128 unless the 0.4 form is forced) and
+// S = MaxSessionsTotal, a relay holds at most
+//
+//	C × (2 × 64 KiB + 0.4 KiB)             every attached client's first buffers, its conn
 //	+ OutputBudget + InputBudget           what they grow by, all together
 //	+ 2 × frame.MaxFrame                   the guest read buffer (fd port) or staging
 //	                                       buffer (ring port), the cached core.ready
@@ -70,20 +82,22 @@
 //	+ (S + 2 × MaxSessions) × 100 B        the quarantine's expiry queue (stale
 //	                                       entries compacted past MaxSessions)
 //	+ AcceptQueue × 64 B                   waiting connections (and one fd each)
-//	+ 4096 × 1 KiB                         log records queued for the log goroutine
-//	+ 16 MiB                               idle buffers in the relay's own pool (none
-//	                                       when Options.Pool is shared)
-//	+ 2 × ring capacity                    the console (owned by the caller)
 //
-// which [Options.MemoryBound] computes, plus the exec.log writer's (owned by
+// and its Loop, once however many relays it serves,
+//
+//	4096 × 1 KiB                           log records queued for the log goroutine
+//	+ PoolIdle (16 MiB)                    idle buffers the pool keeps for reuse
+//	+ 2 × ring capacity                    the console (ring port only; the caller's)
+//
+// which [Options.MemoryBound] computes for a relay on a Loop of its own, plus the exec.log writer's (owned by
 // the caller: [execlog.Writer.MemoryBound], a buffer per lane and a line of up
 // to 6 × half a lane, every byte escaped). Kernel socket buffers are not the
 // process's memory. With the defaults (OutputBudget 64 MiB, InputBudget 32
 // MiB, MaxSessions 4096, S 65536, AcceptQueue 64, 1 MiB rings, exec.log's two
 // 4 MiB lanes in the binary):
 //
-//	0.5 form: 16 + 96 + 8 + 2.76 + 10 + 6.8 + 0 + 4 + 16 = 159.8 MiB   the relay
-//	0.4 form:  2 + 96 + 8 + 2.75 + 10 + 6.8 + 0 + 4 + 16 = 145.8 MiB
+//	0.5 form: 16.05 + 96 + 8 + 2.76 + 10 + 6.8 + 0 + 4 + 16 = 159.8 MiB   the relay
+//	0.4 form:  2.01 + 96 + 8 + 2.75 + 10 + 6.8 + 0 + 4 + 16 = 145.8 MiB
 //	+ 2 MiB (the console, ring port only) + 21.1 MiB (exec.log)
 //
 // 128 slots cost 14 MiB more than 16, not 8 times as much: the budgets, not

@@ -63,4 +63,3 @@ func GuestFD(r *Relay) int {
 	}
 	return -1
 }
-

@@ -22,7 +22,7 @@ import (
 // client's full buffer holds up the stream, or the pass's budget is spent; it
 // reports true in the last case (work is left for the next pass).
 func (r *Relay) pumpFromGuest() (more bool) {
-	budget := fromGuestBudget
+	budget := r.l.share
 	defer r.flushSpans()
 	for {
 		if r.g.lin != nil && !r.g.have && !r.g.resyncing && r.sess.len() == 0 && r.stall.slot < 0 {

@@ -31,7 +31,7 @@ type guestReader struct {
 	ring   guestSource
 	linear bool
 	lin    *fdPort // the linear source itself: no interface call per frame
-	stage  []byte  // frame.MaxFrame bytes; nil on a linear source
+	stage  []byte  // frame.MaxFrame bytes, made by the first frame that wraps the ring; never on a linear source
 	want   int     // linear: bytes the frame at the head needs to be whole
 
 	// The stream's head is in stage when staged > 0 or need > 0. need is the
@@ -55,9 +55,6 @@ func newGuestReader(src guestSource, linear bool) *guestReader {
 	g := &guestReader{ring: src, linear: linear}
 	if p, ok := src.(*fdPort); ok && linear {
 		g.lin = p
-	}
-	if !linear {
-		g.stage = make([]byte, frame.MaxFrame)
 	}
 	return g
 }
@@ -121,6 +118,9 @@ func (g *guestReader) check(p []byte) int {
 // fill moves bytes from the ring into stage until it holds upto bytes or
 // the ring is empty.
 func (g *guestReader) fill(upto int, budget *int) {
+	if g.stage == nil {
+		g.stage = make([]byte, frame.MaxFrame)
+	}
 	for g.staged < upto {
 		a, _ := g.ring.Peek()
 		if len(a) == 0 {

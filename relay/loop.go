@@ -72,6 +72,8 @@ type Loop struct {
 	// relay is done.
 	private bool
 	stopped bool
+	// share is each relay's budget in this pass (see passBudget).
+	share int
 
 	count  atomic.Int64
 	busyNS atomic.Uint64
@@ -220,6 +222,7 @@ func (l *Loop) service(now time.Time) bool {
 	}
 	act := l.active
 	l.active = l.spare[:0]
+	l.share = max(passBudget/len(act), minShare)
 	for _, r := range act {
 		r.kicked = false
 		if r.st == stateDone {

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,3 +305,88 @@ func TestLoopIdleRelayHeap(t *testing.T) {
 		t.Fatalf("idle relays hold %d bytes of heap each and %d bytes lent; want at most %d and none", per, st.PoolLent, idleRelayHeap)
 	}
 }
+
+// A sandbox whose guest floods its client at full speed shares the loop
+// with a neighbour: the neighbour's round trips go on, and so does the
+// flood (neither starves the other).
+func TestLoopFloodDoesNotStarveNeighbour(t *testing.T) {
+	l := startLoop(t)
+	dir := t.TempDir()
+
+	// The flooder: its guest writes 64 KiB frames for slot 0 as fast as the
+	// relay takes them.
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gf := os.NewFile(uintptr(fds[1]), "flood-guest")
+	defer gf.Close()
+	ready, _ := frame.AppendMessage(nil, 0, frame.TypeReady, frame.Ready{})
+	gf.Write(ready)
+	floodSock := filepath.Join(dir, "flood")
+	fr, err := l.Add(relay.Options{Socket: floodSock, Guest: os.NewFile(uintptr(fds[0]), "flood-relay-end"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-fr.Ready()
+	fc, err := net.Dial("unix", floodSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	var off [4]byte
+	io.ReadFull(fc, off[:])
+	readOne(t, fc)
+	chunk, _ := frame.AppendMessage(nil, binary.BigEndian.Uint32(off[:])+1, frame.TypeExecStdout, frame.ExecStdout{Data: make([]byte, 64<<10)})
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := gf.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	var flooded atomicCounter
+	go func() {
+		buf := make([]byte, 1<<20)
+		for {
+			n, err := fc.Read(buf)
+			flooded.add(n)
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	g := newSockGuest(t, true)
+	sock := filepath.Join(dir, "neighbour")
+	r, err := l.Add(relay.Options{Socket: sock, Guest: g.file, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-r.Ready()
+	c := dialRoundTrip(t, sock)
+	defer c.Close()
+	before := flooded.load()
+	for range 200 {
+		f, _ := frame.AppendMessage(nil, 1, frame.TypeExecStdin, frame.ExecStdin{Data: []byte("ping")})
+		c.Write(f)
+		if got := readOne(t, c); !bytes.Equal(got, f) {
+			t.Fatalf("neighbour echoed %x", got)
+		}
+	}
+	if during := flooded.load() - before; during < 1<<20 {
+		t.Fatalf("the flood moved %d bytes during the neighbour's 200 round trips; it should go on", during)
+	}
+}
+
+type atomicCounter struct{ n atomic.Int64 }
+
+func (c *atomicCounter) add(n int)   { c.n.Add(int64(max(n, 0))) }
+func (c *atomicCounter) load() int64 { return c.n.Load() }

@@ -133,6 +133,7 @@ const (
 	waiterBytes       = 64      // one waiting connection's entry (40 B), with slack
 	logQueueLen       = 4096    // log records the loop may have queued for the log goroutine
 	logRecordBytes    = 1 << 10 // one queued record with its cloned attributes, generously
+	connBytes         = 400     // one slot's conn (328 B), with the allocator's rounding
 )
 
 // MemoryBound returns the most memory a Relay built with o can hold, with
@@ -149,7 +150,7 @@ func (o Options) MemoryBound() int64 {
 	}
 	sessions := int64(o.MaxSessionsTotal)
 	kill, _ := frame.AppendMessage(nil, 0, frame.TypeExecSignal, frame.ExecSignal{Signal: 9})
-	b := clients*2*initialBuffer + // every attached client's first input and output buffer
+	b := clients*(2*initialBuffer+connBytes) + // every attached client's first input and output buffer, its conn
 		o.OutputBudget + o.InputBudget + // what they may grow by, all together
 		2*frame.MaxFrame + // guest read or staging buffer, cached core.ready
 		sessions*int64(len(kill)) + clients*64 + 4096 + // queued SIGKILLs and disconnect notices

@@ -24,9 +24,14 @@ var ErrGuestClosed = errors.New("relay: guest stream ended")
 // Per-iteration budgets keep one loop pass bounded however much is waiting;
 // whatever is left marks the loop busy and goes on after the next epoll_wait
 // (with a zero timeout), so new events interleave with bulk transfers.
+//
+// On a loop of many relays the budgets are a pass's, shared by the relays
+// with work in it (Loop.service): a relay alone gets all of it, n relays
+// busy at once get 1/n each but never less than minShare, so a flooding
+// sandbox delays its neighbours' frames by at most its share of a pass.
 const (
-	toGuestBudget   = 1 << 20
-	fromGuestBudget = 1 << 20
+	passBudget      = 1 << 20 // bytes each way
+	minShare        = 64 << 10
 	readChunk       = 256 << 10 // most bytes one client read takes per turn
 	initialBuffer   = 64 << 10
 	defaultPoolIdle = 16 << 20 // idle buffers a relay's own pool keeps: two maximum frames each way
@@ -299,7 +304,7 @@ func (r *Relay) awaitStart() error {
 // core.ready, within the pass's budget, and reports whether it has more to
 // do without a new event.
 func (r *Relay) awaitReady() (busy bool) {
-	budget := fromGuestBudget
+	budget := r.l.share
 	for {
 		f, ok := r.g.next(&budget)
 		if !ok {

@@ -162,7 +162,7 @@ func (r *Relay) pumpToGuest() {
 	if !r.writeGuest() {
 		return
 	}
-	budget := toGuestBudget
+	budget := r.l.share
 	turns := r.cl.readable
 	for !turns.empty() && budget > 0 {
 		slot := turns.next(r.cl.rr, r.form.slots)
