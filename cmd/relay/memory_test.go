@@ -207,7 +207,7 @@ func TestMemoryBound(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			batch := make([]byte, 0, memSessions*len(req))
+			batch := make([]byte, 0, (memSessions+1)*len(req))
 			for time.Now().Before(end) {
 				conn, err := net.Dial("unix", p.socket)
 				if err != nil {
@@ -229,9 +229,12 @@ func TestMemoryBound(t *testing.T) {
 				}
 				// Sessions up to the limit, under ids no earlier client of
 				// this slot used (they may still be quarantined).
-				base := binary.BigEndian.Uint32(off[:]) + gens.Add(1)%(memStep/memSessions-1)*memSessions
+				base := binary.BigEndian.Uint32(off[:]) + gens.Add(1)%(memStep/(memSessions+1)-1)*(memSessions+1)
 				batch = batch[:0]
-				for j := range uint32(memSessions) {
+				// One more than the share: with every slot's first client
+				// in, the relay's limit refuses some starts, whatever the
+				// timing of evictions.
+				for j := range uint32(memSessions + 1) {
 					batch = append(batch, req...)
 					binary.BigEndian.PutUint32(batch[len(batch)-len(req)+4:], base+j)
 				}
