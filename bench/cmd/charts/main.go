@@ -23,17 +23,28 @@ func run(in, out string) error {
 		return err
 	}
 	defer f.Close()
-	rs, err := Parse(f)
+	all, err := Parse(f)
 	if err != nil {
 		return err
 	}
-	if len(rs) == 0 {
-		return fmt.Errorf("%s: no BenchmarkRelay results", in)
+	rs, host := Of(all, "Relay"), Of(all, "Host")
+	if len(rs) == 0 && len(host) == 0 {
+		return fmt.Errorf("%s: no BenchmarkRelay or BenchmarkHost results", in)
 	}
-	med := Medians(rs)
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
+	if len(host) > 0 {
+		path := filepath.Join(out, "targets-host.md")
+		if err := os.WriteFile(path, []byte(HostTargets(host)), 0o644); err != nil {
+			return err
+		}
+		fmt.Println("wrote", path)
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	med := Medians(rs)
 	for _, pa := range paths {
 		for _, c := range charts {
 			path, err := c(med, pa, out)
