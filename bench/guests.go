@@ -204,48 +204,81 @@ func echoConn(c *net.UnixConn, hello []byte) {
 	}
 }
 
-// EchoGuests is a running many-guest echo process.
+// EchoGuests is a running many-guest echo process: one, unless
+// RLIMIT_NOFILE cannot be raised far enough for every guest's listener and
+// connection, in which case the guests are spread over as few processes as
+// the limit allows (the daemon's own limit is the one under test).
 type EchoGuests struct {
-	Paths   []string
-	LogPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	Paths []string
+	procs []*guestProc
+}
+
+type guestProc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    string
 }
 
 // guestsStartTimeout bounds how long the process may take to listen on
 // every path (10,000 take about a second).
 const guestsStartTimeout = 60 * time.Second
 
+// guestsPerProcess is how many guests one process can hold with the
+// descriptor limit this process has (and its children inherit): a listener
+// and a connection each, and a margin.
+func guestsPerProcess() int {
+	lim, err := RaiseFileLimit()
+	if err != nil || lim.Cur < 256 {
+		return 64
+	}
+	return int(lim.Cur-64) / 2
+}
+
 // StartEchoGuests starts self (an executable that runs ServeEchoGuests when
 // EchoGuestsEnv is set: the benchmark binary) with extraEnv, serving n
 // guests at dir/g0.sock … dir/g<n-1>.sock, and returns once all of them
 // listen, or with the process's own account of why it could not.
 func StartEchoGuests(self, dir string, n int, extraEnv ...string) (*EchoGuests, error) {
-	g := &EchoGuests{LogPath: filepath.Join(dir, "guests.log")}
-	var list strings.Builder
+	g := &EchoGuests{}
 	for i := range n {
-		p := filepath.Join(dir, fmt.Sprintf("g%d.sock", i))
-		g.Paths = append(g.Paths, p)
-		list.WriteString(p + "\n")
+		g.Paths = append(g.Paths, filepath.Join(dir, fmt.Sprintf("g%d.sock", i)))
 	}
-	listPath := filepath.Join(dir, "guests.list")
-	if err := os.WriteFile(listPath, []byte(list.String()), 0o600); err != nil {
+	per := guestsPerProcess()
+	for k := 0; k*per < n; k++ {
+		paths := g.Paths[k*per : min(n, (k+1)*per)]
+		p, err := startGuestProc(self, filepath.Join(dir, fmt.Sprintf("guests%d", k)), paths, extraEnv)
+		if p != nil {
+			g.procs = append(g.procs, p)
+		}
+		if err != nil {
+			g.Stop()
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// startGuestProc starts one process serving paths, its list and log at
+// base.list and base.log.
+func startGuestProc(self, base string, paths, extraEnv []string) (*guestProc, error) {
+	listPath := base + ".list"
+	if err := os.WriteFile(listPath, []byte(strings.Join(paths, "\n")+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self)
-	cmd.Env = append(append(os.Environ(), EchoGuestsEnv+"="+listPath), extraEnv...)
+	p := &guestProc{log: base + ".log", cmd: exec.Command(self)}
+	p.cmd.Env = append(append(os.Environ(), EchoGuestsEnv+"="+listPath), extraEnv...)
 	out, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	defer out.Close()
-	cmd.Stdout = w
-	done, err := startLogged(cmd, g.LogPath)
+	p.cmd.Stdout = w
+	done, err := startLogged(p.cmd, p.log)
 	w.Close()
 	if err != nil {
 		return nil, fmt.Errorf("bench: start the echo guests: %w", err)
 	}
-	g.cmd, g.exited = cmd, done
+	p.exited = done
 	line := make(chan string, 1)
 	go func() {
 		s, _ := bufio.NewReader(out).ReadString('\n')
@@ -254,32 +287,52 @@ func StartEchoGuests(self, dir string, n int, extraEnv ...string) (*EchoGuests, 
 	select {
 	case s := <-line:
 		if strings.HasPrefix(s, guestsListening+" ") {
-			return g, nil
+			return p, nil
 		}
 		<-done
-		return nil, fmt.Errorf("bench: the echo guests exited: %s", logTail(g.LogPath))
+		return p, fmt.Errorf("bench: the echo guests exited: %s", logTail(p.log))
 	case <-time.After(guestsStartTimeout):
-		g.Stop()
-		return nil, fmt.Errorf("bench: the echo guests do not listen on %d paths after %v: %s", n, guestsStartTimeout, logTail(g.LogPath))
+		return p, fmt.Errorf("bench: the echo guests do not listen on %d paths after %v: %s", len(paths), guestsStartTimeout, logTail(p.log))
 	}
 }
 
-// Alive reports whether the process still runs.
+// Alive reports whether every process still runs.
 func (g *EchoGuests) Alive() bool {
-	select {
-	case <-g.exited:
-		return false
-	default:
-		return true
+	for _, p := range g.procs {
+		select {
+		case <-p.exited:
+			return false
+		default:
+		}
 	}
+	return true
 }
 
-// Pid is the process's id.
-func (g *EchoGuests) Pid() int { return g.cmd.Process.Pid }
+// Pids are the processes' ids.
+func (g *EchoGuests) Pids() []int {
+	var pids []int
+	for _, p := range g.procs {
+		pids = append(pids, p.cmd.Process.Pid)
+	}
+	return pids
+}
 
-// Stop ends the process.
+// LogTail returns the last lines each process wrote, for error messages.
+func (g *EchoGuests) LogTail() string {
+	var tails []string
+	for _, p := range g.procs {
+		tails = append(tails, logTail(p.log))
+	}
+	return strings.Join(tails, "\n")
+}
+
+// Stop ends the processes.
 func (g *EchoGuests) Stop() error {
-	return stop(g.cmd, g.exited, "the echo guests")
+	var errs []error
+	for _, p := range g.procs {
+		errs = append(errs, stop(p.cmd, p.exited, "the echo guests"))
+	}
+	return errors.Join(errs...)
 }
 
 // ServeEchoGuestsFromEnv is what the benchmark binary runs when

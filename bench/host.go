@@ -115,7 +115,7 @@ func (s *scene) close() error {
 // fail adds to err what the processes it may come from were doing.
 func (s *scene) fail(err error) error {
 	if s.guests != nil && !s.guests.Alive() {
-		err = fmt.Errorf("%w; the echo guests exited: %s", err, logTail(s.guests.LogPath))
+		err = fmt.Errorf("%w; the echo guests exited: %s", err, s.guests.LogTail())
 	}
 	if s.host != nil {
 		err = s.host.Explain(err)
@@ -221,12 +221,19 @@ func hostNofile(n int) uint64 { return uint64(2*n + 256) }
 // its RSS when empty (also after Settle), per sandbox, with no forced GC;
 // its threads and descriptors then; and how long the PUTs took.
 func (hb *HostBench) Idle(n int) (Figures, error) {
-	if lim, err := RaiseFileLimit(); err != nil {
-		return nil, err
-	} else if lim.Cur < hostNofile(n) {
-		return nil, fmt.Errorf("%d sandboxes need about %d descriptors in the daemon and as many in the echo guests' process, but RLIMIT_NOFILE is %d (hard %d) and could not be raised (only root may raise the hard limit)",
-			n, hostNofile(n), lim.Cur, lim.Max)
+	f, err := hb.idle(n)
+	if err != nil {
+		// Where the limit is the cause, say so up front: the daemon's own
+		// message comes after it.
+		if lim, lerr := RaiseFileLimit(); lerr == nil && lim.Cur < hostNofile(n) {
+			err = fmt.Errorf("RLIMIT_NOFILE is %d (hard %d) and could not be raised (that takes root with CAP_SYS_RESOURCE), but %d sandboxes need about %d descriptors in the daemon: %w",
+				lim.Cur, lim.Max, n, hostNofile(n), err)
+		}
 	}
+	return f, err
+}
+
+func (hb *HostBench) idle(n int) (Figures, error) {
 	s, err := hb.scene("idle", n, HostConfig{MaxSandboxes: n})
 	if err != nil {
 		return nil, err

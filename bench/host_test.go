@@ -209,7 +209,10 @@ func TestEchoGuests(t *testing.T) {
 		conns = append(conns, c)
 	}
 	// Every connection stays up while the others are served.
-	fds, err := CountFDs(g.Pid())
+	if len(g.Pids()) != 1 {
+		t.Fatalf("%d guests in %d processes, want one", n, len(g.Pids()))
+	}
+	fds, err := CountFDs(g.Pids()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +229,36 @@ func TestEchoGuests(t *testing.T) {
 		c.Close()
 	}
 	if !g.Alive() {
-		t.Fatalf("the guests exited: %s", logTail(g.LogPath))
+		t.Fatalf("the guests exited: %s", g.LogTail())
+	}
+}
+
+// More guests than one process's descriptor limit allows are spread over
+// more processes, each of which answers.
+func TestEchoGuestsSpread(t *testing.T) {
+	if testing.Short() {
+		t.Skip("listens on some 10,000 sockets")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := guestsPerProcess() + 2
+	if n > 30000 {
+		t.Skipf("RLIMIT_NOFILE allows %d guests a process", n-2)
+	}
+	g, err := StartEchoGuests(self, shortTempDir(t), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Stop()
+	if len(g.Pids()) != 2 {
+		t.Fatalf("%d guests in %d processes, want 2", n, len(g.Pids()))
+	}
+	for _, i := range []int{0, n - 1} {
+		c := dialGuest(t, g.Paths[i])
+		echoes(t, c, 64, 1)
+		c.Close()
 	}
 }
 
