@@ -59,16 +59,27 @@ var hostGoals = []hostGoal{
 // compares with them (for the isolation ratio, the lone relays' own ratio
 // under the same flood, as a measure of what the machine alone does), the
 // verdict, and the figure round by round (a ratio where there are two
-// sides). Rows whose scenario did not run say so.
-func HostTargets(rs []Result) string {
+// sides). Rows whose scenario did not run say so, and rows whose scenario
+// failed in some rounds (failed, from Failures) say in how many: a
+// scenario that fails does not meet its target, whatever its other rounds
+// gave.
+func HostTargets(rs []Result, failed map[string]int) string {
 	t := Medians(rs)
 	var b strings.Builder
 	b.WriteString("| figure | lone relays | host daemon | host ÷ lone | target | met | by round |\n")
 	b.WriteString("|---|---|---|---|---|---|---|\n")
 	for _, g := range hostGoals {
 		v, ok := t.Get(g.workload, "host", g.unit)
+		fails := ""
+		if n := failed[g.workload]; n > 0 {
+			fails = fmt.Sprintf("failed in %d round(s)", n)
+		}
 		if !ok {
-			fmt.Fprintf(&b, "| %s | | not run | | %s | | |\n", g.figure, g.target)
+			state, met := "not run", ""
+			if fails != "" {
+				state, met = "failed", "no"
+			}
+			fmt.Fprintf(&b, "| %s | | %s | | %s | %s | %s |\n", g.figure, state, g.target, met, fails)
 			continue
 		}
 		s, hasServe := t.Get(g.workload, "serve", g.unit)
@@ -91,6 +102,12 @@ func HostTargets(rs []Result) string {
 			rounds = pairByRound(rs, g.workload, g.unit, "host", "serve")
 		} else {
 			rounds = valuesByRound(rs, g.workload, g.unit, g.show)
+		}
+		if fails != "" {
+			if met != "" {
+				met = "no"
+			}
+			rounds = strings.TrimSpace(rounds + "; " + fails)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", g.figure, serve, g.show(v), rat, g.target, met, rounds)
 	}

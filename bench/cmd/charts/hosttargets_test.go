@@ -56,7 +56,7 @@ func TestHostTargets(t *testing.T) {
 	if len(rs) != 16 || len(Of(all, "Relay")) != 1 {
 		t.Fatalf("%d host results and %d relay results, want 16 and 1", len(rs), len(Of(all, "Relay")))
 	}
-	rows := hostRows(t, HostTargets(rs))
+	rows := hostRows(t, HostTargets(rs, nil))
 	if len(rows) != len(hostGoals) {
 		t.Fatalf("%d rows for %d goals", len(rows), len(hostGoals))
 	}
@@ -88,6 +88,37 @@ func TestHostTargets(t *testing.T) {
 		if strings.Join(got, " | ") != strings.Join(w, " | ") {
 			t.Errorf("%s:\n got  %q\n want %q", fig, got, w)
 		}
+	}
+}
+
+// A scenario that failed in a round is not met, whatever the other rounds
+// gave; one that failed in every round says so instead of "not run".
+func TestHostTargetsFailed(t *testing.T) {
+	out := hostSample + `--- FAIL: BenchmarkHost/idle/sandboxes=10000/impl=host
+    host_test.go:60: RLIMIT_NOFILE is 20000
+--- FAIL: BenchmarkHost/stream/sandboxes=64/size=64K
+    host_test.go:70: streams: read: no data for 10s
+`
+	failed, err := Failures(strings.NewReader(out), "Host")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) != 2 || failed["idle/sandboxes=10000"] != 1 || failed["stream/sandboxes=64/size=64K"] != 1 {
+		t.Fatalf("failures: %v", failed)
+	}
+	all, err := Parse(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := hostRows(t, HostTargets(Of(all, "Host"), failed))
+	if got := rows["10,000 idle sandboxes: RSS each"]; got[1] != "failed" || got[4] != "no" || got[5] != "failed in 1 round(s)" {
+		t.Errorf("10,000: %q", got)
+	}
+	if got := rows["64 sandboxes streaming 64 KiB frames: aggregate"]; got[4] != "no" || !strings.HasSuffix(got[5], "; failed in 1 round(s)") {
+		t.Errorf("stream: %q", got)
+	}
+	if got := rows["round trip 64 B with 999 idle neighbours, p99"]; got[4] != "" {
+		t.Errorf("a figure without a target got a verdict: %q", got)
 	}
 }
 

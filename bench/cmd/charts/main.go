@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -18,25 +19,28 @@ func main() {
 }
 
 func run(in, out string) error {
-	f, err := os.Open(in)
+	b, err := os.ReadFile(in)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	all, err := Parse(f)
+	all, err := Parse(bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	hostFailed, err := Failures(bytes.NewReader(b), "Host")
 	if err != nil {
 		return err
 	}
 	rs, host := Of(all, "Relay"), Of(all, "Host")
-	if len(rs) == 0 && len(host) == 0 {
+	if len(rs) == 0 && len(host) == 0 && len(hostFailed) == 0 {
 		return fmt.Errorf("%s: no BenchmarkRelay or BenchmarkHost results", in)
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	if len(host) > 0 {
+	if len(host) > 0 || len(hostFailed) > 0 {
 		path := filepath.Join(out, "targets-host.md")
-		if err := os.WriteFile(path, []byte(HostTargets(host)), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(HostTargets(host, hostFailed)), 0o644); err != nil {
 			return err
 		}
 		fmt.Println("wrote", path)

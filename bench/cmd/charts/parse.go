@@ -135,3 +135,24 @@ func Of(rs []Result, suite string) []Result {
 	}
 	return out
 }
+
+// Failures counts the failed results of suite in r (`--- FAIL:
+// BenchmarkHost/<workload>/impl=<impl>` lines, or the workload's own line
+// when it failed before its sides were reported), by workload.
+func Failures(r io.Reader, suite string) (map[string]int, error) {
+	failed := map[string]int{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "--- FAIL: Benchmark"+suite+"/")
+		if !ok {
+			continue
+		}
+		name, _, _ = strings.Cut(name, " ")
+		if i := strings.LastIndex(name, "/impl="); i >= 0 {
+			name = name[:i]
+		}
+		failed[name]++
+	}
+	return failed, sc.Err()
+}
