@@ -66,6 +66,9 @@ type HostBench struct {
 	Daemon  string
 	HostEnv []string
 	P       HostParams
+	// Log, if set, receives what goes wrong after a scenario has measured
+	// (b.Logf).
+	Log func(format string, args ...any)
 }
 
 // scene is one scenario's processes.
@@ -95,6 +98,14 @@ func (hb *HostBench) scene(name string, guests int, cfg HostConfig) (*scene, err
 		return nil, err
 	}
 	return s, nil
+}
+
+// close ends the scene's processes; a daemon that had to be killed is
+// worth knowing of but does not undo what was measured, so it is logged.
+func (hb *HostBench) close(s *scene) {
+	if err := s.close(); err != nil && hb.Log != nil {
+		hb.Log("closing the scenario: %v", err)
+	}
 }
 
 func (s *scene) close() error {
@@ -238,7 +249,7 @@ func (hb *HostBench) idle(n int) (Figures, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
+	defer hb.close(s)
 	time.Sleep(hb.P.Settle)
 	empty, err := ReadProcMem(s.host.Pid())
 	if err != nil {
@@ -295,7 +306,7 @@ func (hb *HostBench) RoundTrip() (map[string]Figures, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
+	defer hb.close(s)
 	if _, err := s.putAll(0, n, hb.P.Workers); err != nil {
 		return nil, err
 	}
@@ -346,7 +357,7 @@ func (hb *HostBench) Stream() (map[string]Figures, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
+	defer hb.close(s)
 	if _, err := s.putAll(0, n, hb.P.Workers); err != nil {
 		return nil, err
 	}
@@ -458,7 +469,7 @@ func (hb *HostBench) Isolation() (map[string]Figures, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
+	defer hb.close(s)
 	if _, err := s.putAll(0, 2, 1); err != nil {
 		return nil, err
 	}
@@ -599,7 +610,7 @@ func (hb *HostBench) Churn() (Figures, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
+	defer hb.close(s)
 	pid := s.host.Pid()
 	// The control API's idle connections are the harness's descriptors:
 	// closed before each count.

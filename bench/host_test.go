@@ -45,6 +45,7 @@ func BenchmarkHost(b *testing.B) {
 		env = []string{fakeHostEnv + "=" + mode}
 	}
 	hb := newHostBench(b, relay, env, DefaultHostParams)
+	hb.Log = b.Logf
 	p := hb.P
 	one := func(name string, run func() (Figures, error)) {
 		b.Run(name+"/impl="+HostImpl, func(b *testing.B) {
