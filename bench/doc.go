@@ -41,8 +41,8 @@
 //     process, in alternating blocks;
 //   - stream/sandboxes=64/size=64K: 64 sandboxes each streaming 64 KiB
 //     frames through one client at once, against 64 lone relays side by
-//     side, alternating: aggregate MB/s, total RSS (clients connected) and
-//     peak RSS of each side;
+//     side, alternating: aggregate MB/s, total RSS and PSS (clients
+//     connected) and peak RSS of each side;
 //   - isolation/flood=16x128: a sandbox's round trip idle and while
 //     another sandbox on the same loop (--loops 1) is flooded by 16 clients
 //     streaming 128 B frames through its echo guest; p99-ratio is flooded

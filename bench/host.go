@@ -349,8 +349,9 @@ func alternate(b int) []string {
 // Stream measures hb.P.Streams sandboxes of one daemon streaming
 // StreamSize frames at once, one client each, against as many lone relays
 // started side by side, in alternating blocks: aggregate throughput, and
-// each side's total RSS at the end of a block (clients still connected)
-// and peak RSS.
+// each side's total RSS and PSS at the end of a block (clients still
+// connected) and peak RSS. PSS shares the pages of the one binary among the
+// lone relays, where their RSS counts them once each.
 func (hb *HostBench) Stream() (map[string]Figures, error) {
 	n := hb.P.Streams
 	s, err := hb.scene("stream", 2*n, HostConfig{MaxSandboxes: n})
@@ -375,16 +376,23 @@ func (hb *HostBench) Stream() (map[string]Figures, error) {
 		frames  int
 		elapsed time.Duration
 		rss     uint64
+		pss     uint64
 		spread  []float64
 	}
 	sum := map[string]*acc{HostImpl: {}, ServeImpl: {}}
 	for b := range hb.P.StreamBlocks {
 		for _, impl := range alternate(b) {
 			var mem ProcMem
+			var pss uint64
 			var memErr error
 			res, err := streamSockets(w, sockets[impl], n*hb.P.StreamFrames, Hooks{
 				Start: func() {},
-				Stop:  func() { mem, memErr = sumMem(pids[impl]) },
+				Stop: func() {
+					mem, memErr = sumMem(pids[impl])
+					if memErr == nil {
+						pss, memErr = sumPSS(pids[impl])
+					}
+				},
 			})
 			if err == nil {
 				err = memErr
@@ -396,6 +404,7 @@ func (hb *HostBench) Stream() (map[string]Figures, error) {
 			a.frames += res.Frames
 			a.elapsed += res.Elapsed
 			a.rss = max(a.rss, mem.RSS)
+			a.pss = max(a.pss, pss)
 			a.spread = append(a.spread, res.Spread())
 		}
 	}
@@ -410,6 +419,7 @@ func (hb *HostBench) Stream() (map[string]Figures, error) {
 			"MB/s":         float64(a.frames) * float64(hb.P.StreamSize) / secs / 1e6,
 			"frames/s":     float64(a.frames) / secs,
 			"rss-MiB":      float64(a.rss) / 1024,
+			"pss-MiB":      float64(a.pss) / 1024,
 			"peak-rss-MiB": float64(mem.HWM) / 1024,
 			"spread-%":     median(a.spread),
 		}

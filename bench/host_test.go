@@ -314,6 +314,17 @@ func TestParseStatus(t *testing.T) {
 	if err != nil || own.RSS == 0 || own.HWM < own.RSS || own.Threads < 1 {
 		t.Fatalf("own status: %+v, %v", own, err)
 	}
+	if pss, err := ReadPSS(os.Getpid()); err != nil || pss == 0 || pss > own.HWM {
+		t.Fatalf("own PSS %d KiB (peak RSS %d KiB): %v", pss, own.HWM, err)
+	}
+	if n, err := parsePSS([]byte("Rss:  1768 kB\nPss:  332 kB\n")); n != 332 || err != nil {
+		t.Fatalf("Pss: %d, %v", n, err)
+	}
+	for _, bad := range []string{"Rss: 1 kB\n", "Pss: 3 MB\n", "Pss: x kB\n"} {
+		if _, err := parsePSS([]byte(bad)); err == nil {
+			t.Errorf("parsed Pss out of %q", bad)
+		}
+	}
 	if FileLimit(os.Getpid()) == "unknown" {
 		t.Fatal("no RLIMIT_NOFILE in /proc/self/limits")
 	}
@@ -489,8 +500,8 @@ func hostScenarios(t *testing.T, relay, mode string) {
 					t.Errorf("%s %s: %v", name, impl, f)
 				}
 			case "stream":
-				has(f, "MB/s", "frames/s", "rss-MiB", "peak-rss-MiB", "spread-%")
-				if f["MB/s"] <= 0 || f["rss-MiB"] <= 0 {
+				has(f, "MB/s", "frames/s", "rss-MiB", "pss-MiB", "peak-rss-MiB", "spread-%")
+				if f["MB/s"] <= 0 || f["rss-MiB"] <= 0 || f["pss-MiB"] <= 0 || f["pss-MiB"] > f["rss-MiB"] {
 					t.Errorf("%s %s: %v", name, impl, f)
 				}
 			case "isolation":

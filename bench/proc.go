@@ -105,6 +105,37 @@ func FileLimit(pid int) string {
 	return "unknown"
 }
 
+// ReadPSS returns process pid's proportional set size in KiB (Pss of
+// /proc/PID/smaps_rollup): its RSS with each shared page divided among the
+// processes mapping it, so that the RSS of many processes running one
+// binary is not summed with the binary's pages counted once each.
+func ReadPSS(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return 0, fmt.Errorf("memory of process %d: %w", pid, err)
+	}
+	n, err := parsePSS(b)
+	if err != nil {
+		return 0, fmt.Errorf("memory of process %d: %w", pid, err)
+	}
+	return n, nil
+}
+
+func parsePSS(b []byte) (uint64, error) {
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 2 && f[1] == "kB" {
+				if n, err := strconv.ParseUint(f[0], 10, 64); err == nil {
+					return n, nil
+				}
+			}
+			return 0, fmt.Errorf("smaps_rollup: Pss %q", strings.TrimSpace(rest))
+		}
+	}
+	return 0, fmt.Errorf("smaps_rollup: no Pss line")
+}
+
 // sumMem adds up the ProcMem of several processes.
 func sumMem(pids []int) (ProcMem, error) {
 	var total ProcMem
@@ -116,6 +147,19 @@ func sumMem(pids []int) (ProcMem, error) {
 		total.RSS += m.RSS
 		total.HWM += m.HWM
 		total.Threads += m.Threads
+	}
+	return total, nil
+}
+
+// sumPSS adds up the PSS of several processes, in KiB.
+func sumPSS(pids []int) (uint64, error) {
+	var total uint64
+	for _, pid := range pids {
+		n, err := ReadPSS(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += n
 	}
 	return total, nil
 }

@@ -46,6 +46,7 @@ var hostGoals = []hostGoal{
 		func(v, s float64, _ map[string]float64) bool { return v >= 0.9*s }, "≥ 0.9×"},
 	{"64 sandboxes streaming 64 KiB frames: total RSS", "stream/sandboxes=64/size=64K", "rss-MiB", true, mibs,
 		func(v, s float64, _ map[string]float64) bool { return v <= 0.5*s }, "far less (≤ 0.5×)"},
+	{"64 sandboxes streaming 64 KiB frames: total PSS", "stream/sandboxes=64/size=64K", "pss-MiB", true, mibs, nil, ""},
 	{"one sandbox flooded (16 clients): another's p99 ÷ its idle p99", "isolation/flood=16x128", "p99-ratio", false, times,
 		func(v, _ float64, _ map[string]float64) bool { return v <= 2 }, "≤ 2×"},
 	{"adding and removing 1,000 sandboxes: descriptors", "churn/sandboxes=1000", "fd-change-%", false, percent,
