@@ -123,21 +123,35 @@ func (h *fakeHost) put(w http.ResponseWriter, r *http.Request) {
 	done := make(chan struct{})
 	sb := &fakeSandbox{spec: spec, done: done}
 	sb.cmd = exec.Command(h.relay, "serve", "--socket", spec.Socket, "--guest", spec.Guest, "--ready-timeout", "30s")
+	logPath := spec.Socket + ".log"
+	logf, err := os.Create(logPath)
+	if err != nil {
+		fakeError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	sb.cmd.Stdout, sb.cmd.Stderr = logf, logf
 	sb.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := sb.cmd.Start(); err != nil {
+	err = sb.cmd.Start()
+	logf.Close()
+	if err != nil {
 		fakeError(w, http.StatusInternalServerError, "%v", err)
 		return
 	}
 	go func() { sb.cmd.Wait(); close(done) }()
 	// 201 once the client socket exists, as the real daemon answers once
 	// it listens.
+	deadline := time.After(10 * time.Second)
 	for {
 		if fi, err := os.Stat(spec.Socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			break
 		}
 		select {
 		case <-sb.done:
-			fakeError(w, http.StatusBadRequest, "relay serve exited")
+			fakeError(w, http.StatusBadRequest, "relay serve exited: %s", logTail(logPath))
+			return
+		case <-deadline:
+			sb.stop()
+			fakeError(w, http.StatusGatewayTimeout, "relay serve not listening after 10 s: %s", logTail(logPath))
 			return
 		case <-time.After(5 * time.Millisecond):
 		}
@@ -183,10 +197,19 @@ func (h *fakeHost) putLoop(w http.ResponseWriter, name string, spec SandboxSpec)
 func (sb *fakeSandbox) stop() {
 	if sb.r != nil {
 		sb.r.Close()
-	} else {
-		sb.cmd.Process.Signal(syscall.SIGTERM)
+		<-sb.done
+		return
 	}
-	<-sb.done
+	sb.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-sb.done:
+	case <-time.After(5 * time.Second):
+		// relay serve can miss a SIGTERM that arrives as its guest becomes
+		// ready; the stand-in must not hang on that.
+		fmt.Fprintf(os.Stderr, "fake host: relay serve for %s ignored SIGTERM for 5 s; killed\n", sb.spec.Socket)
+		sb.cmd.Process.Kill()
+		<-sb.done
+	}
 }
 
 func (h *fakeHost) delete(w http.ResponseWriter, r *http.Request) {
