@@ -43,6 +43,9 @@ func BenchmarkHost(b *testing.B) {
 	var env []string
 	if mode := os.Getenv(fakeDaemonEnv); mode != "" {
 		env = []string{fakeHostEnv + "=" + mode}
+	} else if out, _ := exec.Command(relay, "help", "host").CombinedOutput(); bytes.Contains(out, []byte(`unknown command "host"`)) {
+		// A tree from before the daemon: the rest of `make bench` stands.
+		b.Skipf("%s has no host command (issue 12's daemon)", relay)
 	}
 	hb := newHostBench(b, relay, env, DefaultHostParams)
 	hb.Log = b.Logf
