@@ -6,10 +6,12 @@ FUZZTIME  ?= 30s
 SHORTFUZZ ?= 2s
 BENCHCOUNT ?= 6
 BENCHTIME ?= 1s
+HOSTBENCHCOUNT ?= 3
+HOST10K   ?= 0
 SOAKTIME  ?= 10m
 OUT       ?= out
 
-.PHONY: vm-image run-vm vm-test bench-vm interop
+.PHONY: vm-image run-vm vm-test bench-vm interop bench-host
 .PHONY: all build test vet fmt-check tidy-check staticcheck deps-check unit cover fuzz-seeds fuzz soak bench profile run clean
 
 all: build
@@ -98,9 +100,18 @@ soak:
 
 # Both relays and the floors on both paths to the guest (in-process echo,
 # external echo process on unix:), alternating rounds, benchstat side by
-# side, charts and issue 8's target table under $(OUT)/.
+# side, charts and issue 8's target table under $(OUT)/; then the host
+# daemon's targets (bench-host).
 bench: build
 	BENCHTIME=$(BENCHTIME) bash scripts/bench.sh $(OUT) $(BENCHCOUNT)
+	bash scripts/bench-host.sh $(OUT) $(HOSTBENCHCOUNT)
+
+# Issue 12's host daemon targets alone (also the last part of `bench`):
+# `relay host` against lone `relay serve` processes, HOSTBENCHCOUNT rounds,
+# issue 12's table in $(OUT)/targets-host.md. HOST10K=1 adds 10,000 idle
+# sandboxes (a minute or more; root, to raise RLIMIT_NOFILE).
+bench-host: build
+	HOST10K=$(HOST10K) bash scripts/bench-host.sh $(OUT) $(HOSTBENCHCOUNT)
 
 # CPU and allocation profiles of the reactor under the stream and fan-in
 # workloads; PROFGUEST=unix for the socket-guest path.

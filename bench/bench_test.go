@@ -12,8 +12,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// Re-executed by Start: become the floor or an echo guest.
-	for env, serve := range map[string]func(string) error{FloorEnv: ServeFloor, EchoGuestEnv: ServeEchoGuest} {
+	// Re-executed by Start, StartEchoGuests or the host tests: become the
+	// floor, an echo guest, the many-guest process or a stand-in daemon.
+	if relay := os.Getenv(fakeHostEnv); relay != "" {
+		if err := runFakeHost(relay, os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	for env, serve := range map[string]func(string) error{FloorEnv: ServeFloor, EchoGuestEnv: ServeEchoGuest, EchoGuestsEnv: ServeEchoGuestsFromEnv} {
 		if path := os.Getenv(env); path != "" {
 			if err := serve(path); err != nil {
 				fmt.Fprintln(os.Stderr, err)

@@ -180,7 +180,8 @@ func Start(cfg Config) (*Target, error) {
 	return t, nil
 }
 
-// startLogged starts cmd with its output in the file at logPath and returns
+// startLogged starts cmd with its output (stderr only, if its stdout is
+// taken) in the file at logPath and returns
 // a channel closed when it has exited.
 func startLogged(cmd *exec.Cmd, logPath string) (chan struct{}, error) {
 	logf, err := os.Create(logPath)
@@ -188,7 +189,10 @@ func startLogged(cmd *exec.Cmd, logPath string) (chan struct{}, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
+	if cmd.Stdout == nil {
+		cmd.Stdout = logf
+	}
+	cmd.Stderr = logf
 	// No process may outlive the benchmark if it is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

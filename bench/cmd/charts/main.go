@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -18,22 +19,36 @@ func main() {
 }
 
 func run(in, out string) error {
-	f, err := os.Open(in)
+	b, err := os.ReadFile(in)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	rs, err := Parse(f)
+	all, err := Parse(bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
-	if len(rs) == 0 {
-		return fmt.Errorf("%s: no BenchmarkRelay results", in)
+	hostFailed, err := Failures(bytes.NewReader(b), "Host")
+	if err != nil {
+		return err
 	}
-	med := Medians(rs)
+	rs, host := Of(all, "Relay"), Of(all, "Host")
+	if len(rs) == 0 && len(host) == 0 && len(hostFailed) == 0 {
+		return fmt.Errorf("%s: no BenchmarkRelay or BenchmarkHost results", in)
+	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
+	if len(host) > 0 || len(hostFailed) > 0 {
+		path := filepath.Join(out, "targets-host.md")
+		if err := os.WriteFile(path, []byte(HostTargets(host, hostFailed)), 0o644); err != nil {
+			return err
+		}
+		fmt.Println("wrote", path)
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	med := Medians(rs)
 	for _, pa := range paths {
 		for _, c := range charts {
 			path, err := c(med, pa, out)

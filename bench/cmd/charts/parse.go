@@ -8,22 +8,34 @@ import (
 	"strings"
 )
 
-// Result is one benchmark line of BenchmarkRelay.
+// Result is one benchmark line of BenchmarkRelay or BenchmarkHost.
 type Result struct {
+	Suite    string // "Relay" or "Host": the benchmark's name after Benchmark
 	Workload string // the name between Relay/ and /impl=, e.g. "stream/size=64K"
-	Impl     string // reactor, goroutine, floor
+	Impl     string // reactor, goroutine, floor; host, serve
 	N        int
 	Metrics  map[string]float64 // unit → value: "ns/op", "MB/s", "p50-ns", ...
 }
 
+// suites are the benchmarks whose results Parse reads.
+var suites = []string{"Relay", "Host"}
+
 // ParseLine parses one line of `go test -bench` output; ok is false for
-// anything but a complete BenchmarkRelay result.
+// anything but a complete BenchmarkRelay or BenchmarkHost result.
 func ParseLine(line string) (r Result, ok bool) {
 	f := strings.Fields(line)
-	if len(f) < 4 || len(f)%2 != 0 || !strings.HasPrefix(f[0], "BenchmarkRelay/") {
+	if len(f) < 4 || len(f)%2 != 0 {
 		return r, false
 	}
-	name := strings.TrimPrefix(f[0], "BenchmarkRelay/")
+	var name string
+	for _, s := range suites {
+		if rest, found := strings.CutPrefix(f[0], "Benchmark"+s+"/"); found {
+			r.Suite, name = s, rest
+		}
+	}
+	if r.Suite == "" {
+		return r, false
+	}
 	// The GOMAXPROCS suffix: "-2".
 	if i := strings.LastIndexByte(name, '-'); i >= 0 {
 		if _, err := strconv.Atoi(name[i+1:]); err == nil {
@@ -54,7 +66,7 @@ func ParseLine(line string) (r Result, ok bool) {
 	return r, true
 }
 
-// Parse reads every BenchmarkRelay result from r.
+// Parse reads every BenchmarkRelay and BenchmarkHost result from r.
 func Parse(r io.Reader) ([]Result, error) {
 	var rs []Result
 	sc := bufio.NewScanner(r)
@@ -111,4 +123,36 @@ func median(vs []float64) float64 {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// Of returns the results of suite.
+func Of(rs []Result, suite string) []Result {
+	var out []Result
+	for _, r := range rs {
+		if r.Suite == suite {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Failures counts the failed results of suite in r (`--- FAIL:
+// BenchmarkHost/<workload>/impl=<impl>` lines, or the workload's own line
+// when it failed before its sides were reported), by workload.
+func Failures(r io.Reader, suite string) (map[string]int, error) {
+	failed := map[string]int{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "--- FAIL: Benchmark"+suite+"/")
+		if !ok {
+			continue
+		}
+		name, _, _ = strings.Cut(name, " ")
+		if i := strings.LastIndex(name, "/impl="); i >= 0 {
+			name = name[:i]
+		}
+		failed[name]++
+	}
+	return failed, sc.Err()
 }
