@@ -142,14 +142,24 @@ func (h *Host) Add(ctx context.Context, name string, spec Spec) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	if err := h.reserve(name, c); err != nil {
+	sb, err := h.add(ctx, name, c, nil)
+	if err != nil {
 		return Info{}, err
 	}
+	return sb.info(), nil
+}
+
+// add is Add once the spec is parsed; tmpl, if set, replaces
+// Options.Relay, and its Guest the dial.
+func (h *Host) add(ctx context.Context, name string, c config, tmpl *relay.Options) (*sandbox, error) {
+	if err := h.reserve(name, c); err != nil {
+		return nil, err
+	}
 	defer h.inflight.Done()
-	sb, err := h.create(ctx, name, c, h.opt.DialTimeout, nil)
+	sb, err := h.create(ctx, name, c, h.opt.DialTimeout, tmpl)
 	if err != nil {
 		h.unreserve(name, c)
-		return Info{}, err
+		return nil, err
 	}
 	h.mu.Lock()
 	delete(h.adding, name)
@@ -158,10 +168,10 @@ func (h *Host) Add(ctx context.Context, name string, spec Spec) (Info, error) {
 	if err := h.persist(); err != nil {
 		sb.close()
 		h.forget(sb)
-		return Info{}, fmt.Errorf("sandbox %s not added: %w", name, err)
+		return nil, fmt.Errorf("sandbox %s not added: %w", name, err)
 	}
 	h.log.Info("sandbox added", "sandbox", name, "guest", c.spec.Guest, "socket", c.spec.Socket, "loop", sb.loop)
-	return sb.info(), nil
+	return sb, nil
 }
 
 // reserve claims name, its socket and its exec.log directory for an Add,
