@@ -1,0 +1,188 @@
+package host
+
+import (
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/relay"
+)
+
+// TestGuestGone: a sandbox whose guest goes away turns guest_gone, its
+// socket and descriptors go, its entry stays, and its neighbour on the
+// same loop serves on.
+func TestGuestGone(t *testing.T) {
+	dir := shortDir(t)
+	_, c := startHost(t, dir, Options{Loops: 1})
+	gone, stays := newGuest(t, dir, "gone.console", echoGuest), newGuest(t, dir, "stays.console", echoGuest)
+	for name, g := range map[string]*testGuest{"gone": gone, "stays": stays} {
+		if _, err := c.Add(bg, name, Spec{Guest: g.spec(), Socket: filepath.Join(dir, name+".sock"), ExecLog: filepath.Join(dir, name+".log")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "both to serve", func() bool {
+		return state(t, c, "gone").State == StateServing && state(t, c, "stays").State == StateServing
+	})
+	gone.stop()
+	eventually(t, "guest_gone", func() bool { return state(t, c, "gone").State == StateGuestGone })
+	in := state(t, c, "gone")
+	if in.Error == "" || in.Loop != 0 {
+		t.Fatalf("a guest_gone sandbox: %+v", in)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "gone.sock")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the socket of a guest_gone sandbox: %v", err)
+	}
+	roundTrip(t, filepath.Join(dir, "stays.sock"))
+	if saved, _ := readState(filepath.Join(dir, "state.json")); len(saved) != 2 {
+		t.Fatalf("the state file lost a guest_gone sandbox: %+v", saved)
+	}
+	if err := c.Remove(bg, "gone"); err != nil {
+		t.Fatalf("DELETE of a guest_gone sandbox: %v", err)
+	}
+}
+
+// TestNeverReady: a guest that never sends core.ready times out alone: its
+// sandbox turns guest_gone naming core.ready, and a neighbour on the same
+// loop is served throughout.
+func TestNeverReady(t *testing.T) {
+	dir := shortDir(t)
+	_, c := startHost(t, dir, Options{Loops: 1})
+	silent, echo := newGuest(t, dir, "silent.console", silentGuest), newGuest(t, dir, "echo.console", echoGuest)
+	start := time.Now()
+	in, err := c.Add(bg, "silent", Spec{Guest: silent.spec(), Socket: filepath.Join(dir, "silent.sock"), ReadyTimeout: "400ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.State != StateWaiting {
+		t.Fatalf("a sandbox whose guest has not sent core.ready: %+v", in)
+	}
+	if _, err := c.Add(bg, "echo", Spec{Guest: echo.spec(), Socket: filepath.Join(dir, "echo.sock")}); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, filepath.Join(dir, "echo.sock"))
+	eventually(t, "the ready timeout", func() bool { return state(t, c, "silent").State == StateGuestGone })
+	if d := time.Since(start); d < 350*time.Millisecond {
+		t.Fatalf("timed out after %v, want 400ms", d)
+	}
+	if in := state(t, c, "silent"); !strings.Contains(in.Error, "core.ready") {
+		t.Fatalf("the error of a never-ready sandbox: %+v", in)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "silent.sock")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the socket of a never-ready sandbox: %v", err)
+	}
+	roundTrip(t, filepath.Join(dir, "echo.sock"))
+}
+
+// staleSocket leaves at path what a daemon killed with SIGKILL leaves: a
+// socket file nobody listens on.
+func staleSocket(t testing.TB, path string) {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+}
+
+// TestRestore: a daemon closed (SIGTERM) removes its sockets and keeps the
+// state file; the next one restores each sandbox from it, replacing a
+// stale socket, and keeps one whose guest is gone as guest_gone.
+func TestRestore(t *testing.T) {
+	dir := shortDir(t)
+	ga, gb := newGuest(t, dir, "a.console", echoGuest), newGuest(t, dir, "b.console", echoGuest)
+	statePath := filepath.Join(dir, "state.json")
+	h1, err := New(Options{Loops: 2, StatePath: statePath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, g := range map[string]*testGuest{"a": ga, "b": gb} {
+		if _, err := h1.Add(bg, name, Spec{Guest: g.spec(), Socket: filepath.Join(dir, name+".sock"), Handshake: "0.4"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roundTrip(t, filepath.Join(dir, "a.sock"))
+	h1.Close()
+	for _, name := range []string{"a.sock", "b.sock"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s after Close: %v", name, err)
+		}
+	}
+	// The VM of b is gone; a's daemon was killed: its socket is stale.
+	gb.stop()
+	staleSocket(t, filepath.Join(dir, "a.sock"))
+
+	h2, c := startHost(t, dir, Options{StatePath: statePath})
+	if h2.Loops() != 2 {
+		t.Fatal(h2.Loops())
+	}
+	eventually(t, "a to serve again", func() bool { return state(t, c, "a").State == StateServing })
+	roundTrip(t, filepath.Join(dir, "a.sock"))
+	b := state(t, c, "b")
+	if b.State != StateGuestGone || !strings.Contains(b.Error, "b.console") || b.Loop != -1 || b.Handshake != "0.4" {
+		t.Fatalf("a restored sandbox whose guest is gone: %+v", b)
+	}
+	if saved, _ := readState(statePath); len(saved) != 2 {
+		t.Fatalf("state after the restore: %+v", saved)
+	}
+	// A broken state file stops the next daemon instead of being
+	// overwritten.
+	os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"version": 1, "sandboxes": [`), 0o600)
+	if _, err := New(Options{Loops: 1, StatePath: filepath.Join(dir, "bad.json")}); err == nil || !strings.Contains(err.Error(), "will not overwrite") {
+		t.Fatalf("New with a broken state file: %v", err)
+	}
+}
+
+// TestBudgets: a sandbox whose client does not read while its guest floods
+// it is held to its own budgets (and the host's) and its client evicted;
+// its neighbour on the same loop is not charged and serves throughout.
+func TestBudgets(t *testing.T) {
+	dir := shortDir(t)
+	const hostBudget = 2 << 20
+	h, c := startHost(t, dir, Options{Loops: 1, MemoryBudget: hostBudget,
+		Relay: relay.Options{ClientBuffer: frame.MaxFrame, OutputBudget: frame.MaxFrame, EvictGrace: 200 * time.Millisecond}})
+	flood, echo := newGuest(t, dir, "flood.console", floodGuest), newGuest(t, dir, "echo.console", echoGuest)
+	if _, err := c.Add(bg, "flood", Spec{Guest: flood.spec(), Socket: filepath.Join(dir, "flood.sock")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Add(bg, "echo", Spec{Guest: echo.spec(), Socket: filepath.Join(dir, "echo.sock")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "flood to serve", func() bool { return state(t, c, "flood").State == StateServing })
+	// The flooded client: slot 0, id 1, and it reads nothing.
+	conn, err := net.Dial("unix", filepath.Join(dir, "flood.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.UnixConn).SetReadBuffer(4096)
+	deadline := time.Now().Add(10 * time.Second)
+	for state(t, c, "flood").Counters["evictions"] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the flooded client was never evicted: %+v", state(t, c, "flood"))
+		}
+		if used := h.Budget().Used(); used > hostBudget {
+			t.Fatalf("the host budget lent %d of %d", used, hostBudget)
+		}
+		roundTrip(t, filepath.Join(dir, "echo.sock"))
+	}
+	if in := state(t, c, "echo"); in.Counters["evictions"] != 0 || in.Counters["guest_stall_nanos"] != 0 {
+		t.Fatalf("the neighbour was charged: %+v", in.Counters)
+	}
+	if in := state(t, c, "flood"); in.Counters["guest_stall_nanos"] == 0 || h.Budget().Refused() == 0 {
+		t.Fatalf("the flood was not held by the budgets: refused %d, %+v", h.Budget().Refused(), in.Counters)
+	}
+	if st := h.Stats(); st.BudgetMax != hostBudget || st.Sandboxes[StateServing] != 2 {
+		t.Fatalf("host stats: %+v", st)
+	}
+}
