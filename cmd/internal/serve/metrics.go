@@ -53,8 +53,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// buildInfo is relay_build_info: always 1, its labels say which build runs.
-func buildInfo() prometheus.Collector {
+// BuildInfo is relay_build_info: always 1, its labels say which build runs.
+func BuildInfo() prometheus.Collector {
 	version, revision := "(devel)", "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Version != "" {
