@@ -178,16 +178,6 @@ func tryRoundTrip(socket string, timeout time.Duration) error {
 	}
 }
 
-// fds counts the process's open descriptors.
-func fds(t testing.TB) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 // fdNames lists the process's descriptors and what they are.
 func fdNames() map[string]string {
 	m := map[string]string{}

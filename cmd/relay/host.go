@@ -212,4 +212,3 @@ func serveHostDebug(log *slog.Logger, ln net.Listener, d *host.Host) (stop func(
 	}()
 	return func() { hs.Close() }
 }
-
