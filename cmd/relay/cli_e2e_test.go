@@ -33,7 +33,7 @@ func runBin(t *testing.T, args ...string) (string, string, int) {
 // exit 0; help COMMAND is COMMAND --help; an unknown command is a usage
 // error.
 func TestHelp(t *testing.T) {
-	subcommands := []string{"serve", "exec", "host", "sandbox", "stats", "version", "completion", "help"}
+	subcommands := []string{"serve", "exec", "host", "sandbox", "guest", "stats", "version", "completion", "help"}
 	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
 		out, errOut, code := runBin(t, args...)
 		if code != 0 || errOut != "" {
@@ -45,7 +45,7 @@ func TestHelp(t *testing.T) {
 			}
 		}
 	}
-	for _, c := range []string{"exec", "host", "sandbox", "stats", "version", "completion"} {
+	for _, c := range []string{"exec", "host", "sandbox", "guest", "stats", "version", "completion"} {
 		viaHelp, _, code1 := runBin(t, "help", c)
 		direct, _, code2 := runBin(t, c, "--help")
 		if code1 != 0 || code2 != 0 || viaHelp != direct || !strings.HasPrefix(direct, "Usage: relay "+c) {
@@ -66,6 +66,7 @@ func TestSubcommandHelp(t *testing.T) {
 			"--rlimit", "--timeout", "--kill-after", "--help", "RELAY_SOCKET"},
 		"stats":      {"--debug-addr", "--help"},
 		"host":       {"--control", "--loops", "--state", "--max-sandboxes", "--memory-budget", "--debug-addr", "--help", "RELAY_HOST_CONTROL"},
+		"guest":      {"--listen", "echo", "builtin", "--help"},
 		"sandbox":    {"--control", "--guest", "--socket", "--exec-log", "--handshake", "--ready-timeout", "--json", "--help", "add", "rm", "ls"},
 		"version":    {"--help", "relay --version"},
 		"completion": {"--help", "bash", "zsh"},
@@ -226,7 +227,7 @@ c relay sandbox add vm1 --gu
 	}
 	want := []string{
 		"complete -F _relay relay",
-		"relay | serve exec host sandbox stats version completion help",
+		"relay | serve exec host sandbox guest stats version completion help",
 		"relay st| stats",
 		"relay exec --t| --tty --timeout",
 		"relay exec -| --socket -t --tty -i --interactive -n --no-stdin -e --env -w --workdir -u --user --rlimit --timeout --kill-after -h --help",
@@ -309,7 +310,7 @@ zpty -d z
 	rounds := strings.Split(string(b), "MARK\n")[1:]
 	rounds = rounds[:len(rounds)-1] // the last MARK only ends the fourth
 	want := [][]string{
-		{"serve", "exec", "host", "sandbox", "stats", "version", "completion", "help"},
+		{"serve", "exec", "host", "sandbox", "guest", "stats", "version", "completion", "help"},
 		{"--tty", "--timeout"},
 		{"unix:", "vsock:", "echo", "builtin"},
 		{"nofile"},

@@ -90,6 +90,10 @@ var completionSpec = []struct {
 		{[]string{"--json"}, "", "ls: print JSON", false},
 		{[]string{"-h", "--help"}, "", "print help", false},
 	}},
+	{"guest", []compFlag{
+		{[]string{"--listen"}, "file", "the console socket to create", false},
+		{[]string{"-h", "--help"}, "", "print help", false},
+	}},
 	{"stats", []compFlag{
 		{[]string{"--debug-addr"}, "word", "the relay's --debug-addr", false},
 		{[]string{"-h", "--help"}, "", "print help", false},
@@ -325,6 +329,8 @@ _relay() {
             '*::arguments:_normal' && ret=0
 {{- else if eq .Name "completion"}}
             ':shell:(bash zsh)' && ret=0
+{{- else if eq .Name "guest"}}
+            ':guest:(echo builtin)' && ret=0
 {{- else if eq .Name "sandbox"}}
             ':action:(add rm ls)' \
             '*:name: ' && ret=0

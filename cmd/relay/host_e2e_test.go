@@ -215,6 +215,22 @@ func TestHostDaemon(t *testing.T) {
 	waitServing(t, control, "vm1")
 	echoThrough(t, sock)
 
+	// A builtin guest behind relay guest: a command runs through the host.
+	g := exec.Command(bin, "guest", "--listen", filepath.Join(dir, "vm2.console"), "builtin")
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { g.Process.Signal(syscall.SIGTERM); g.Wait() }()
+	if _, errOut, code := runBin(t, "sandbox", "add", "vm2", "--guest", "unix:"+filepath.Join(dir, "vm2.console"), "--socket", filepath.Join(dir, "vm2.sock"), "--control", control); code != 0 {
+		t.Fatalf("sandbox add vm2: exit %d %q", code, errOut)
+	}
+	if out, errOut, code := relayExec(t, filepath.Join(dir, "vm2.sock"), "", "--", "sh", "-c", "echo hello from vm2; exit 3"); code != 3 || out != "hello from vm2\n" {
+		t.Fatalf("exec through the host: exit %d %q %q", code, out, errOut)
+	}
+	if _, errOut, code := runBin(t, "sandbox", "rm", "vm2", "--control", control); code != 0 {
+		t.Fatalf("sandbox rm vm2: exit %d %q", code, errOut)
+	}
+
 	if _, errOut, code := runBin(t, "sandbox", "rm", "vm1", "--control", control); code != 0 {
 		t.Fatalf("sandbox rm: exit %d %q", code, errOut)
 	}

@@ -28,6 +28,7 @@ func init() {
 		{"exec", "exec [FLAGS] [--] CMD...", "run a command in the guest through the relay", execCmd},
 		{"host", "host [FLAGS]", "run the host daemon: many sandboxes in one process", hostCmd},
 		{"sandbox", "sandbox add|rm|ls ...", "add, remove or list a host daemon's sandboxes", sandboxCmd},
+		{"guest", "guest --listen PATH KIND", "play a guest on a console socket, for trying host without a VM", guestCmd},
 		{"stats", "stats --debug-addr ADDR", "print a running relay's or host daemon's counters", statsCmd},
 		{"version", "version", "print the version, VCS revision and Go version", versionCmd},
 		{"completion", "completion bash|zsh", "print a shell completion script", completionCmd},
