@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -185,4 +186,66 @@ func TestBudgets(t *testing.T) {
 	if st := h.Stats(); st.BudgetMax != hostBudget || st.Sandboxes[StateServing] != 2 {
 		t.Fatalf("host stats: %+v", st)
 	}
+}
+
+// TestOutOfDescriptors: with no descriptor to spare, an Add fails at once
+// with a 503 that names RLIMIT_NOFILE, rather than spending the dial's
+// timeout on EMFILE, and leaves nothing behind.
+func TestOutOfDescriptors(t *testing.T) {
+	dir := shortDir(t)
+	h, err := New(Options{Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	g := newGuest(t, dir, "g.console", echoGuest)
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir("/proc/self/fd")
+	// ReadDir's own descriptor is closed again: what is open now is
+	// len(ents)-1, and the lowest free number is at most that.
+	tight := old
+	tight.Cur = uint64(len(ents) - 1)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &tight); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = h.Add(bg, "n", Spec{Guest: g.spec(), Socket: filepath.Join(dir, "n.sock")})
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &old)
+	if Status(err) != 503 || !strings.Contains(err.Error(), "RLIMIT_NOFILE") || time.Since(start) > 2*time.Second {
+		t.Fatalf("Add without descriptors: %v (status %d) after %v", err, Status(err), time.Since(start))
+	}
+	if len(h.List()) != 0 {
+		t.Fatal("an entry was left")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "n.sock")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("a socket was left")
+	}
+	if _, err := h.Add(bg, "n", Spec{Guest: g.spec(), Socket: filepath.Join(dir, "n.sock")}); err != nil {
+		t.Fatalf("Add once descriptors are back: %v", err)
+	}
+}
+
+// TestRaiseNoFile: the soft limit reaches the hard one and, as root, the
+// hard one reaches fs.nr_open, so 10,000 sandboxes fit.
+func TestRaiseNoFile(t *testing.T) {
+	soft, hard, err := RaiseNoFile()
+	var rl unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &rl)
+	if soft == 0 || soft != hard || rl.Cur != soft || rl.Max != hard {
+		t.Fatalf("RaiseNoFile = %d, %d, %v; limit now %+v", soft, hard, err, rl)
+	}
+	b, rerr := os.ReadFile("/proc/sys/fs/nr_open")
+	if os.Geteuid() != 0 || rerr != nil {
+		return
+	}
+	// Root without CAP_SYS_RESOURCE (a container) cannot raise the hard
+	// limit: that must be said, not passed over.
+	if nrOpen := strings.TrimSpace(string(b)); strconv.FormatUint(hard, 10) != nrOpen &&
+		(err == nil || !strings.Contains(err.Error(), "not raised to fs.nr_open "+nrOpen)) {
+		t.Fatalf("as root: hard limit %d, fs.nr_open %s, error %v", hard, nrOpen, err)
+	}
+	t.Logf("RLIMIT_NOFILE %d/%d (%v)", soft, hard, err)
 }

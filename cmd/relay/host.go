@@ -134,7 +134,7 @@ func hostCmd(args []string) int {
 	log := slog.New(h)
 	slog.SetDefault(log)
 	if soft, hard, err := host.RaiseNoFile(); err != nil {
-		log.Warn("RLIMIT_NOFILE not raised", "err", err)
+		log.Warn("descriptor limit", "soft", soft, "hard", hard, "err", err)
 	} else {
 		log.Info("descriptor limit", "soft", soft, "hard", hard)
 	}
