@@ -65,7 +65,7 @@ type Host struct {
 	budget *bufpool.Budget
 
 	placeMu   sync.Mutex // placement: a count read and the Add it decides
-	persistMu sync.Mutex // state file writes, in the order of their snapshots
+	persister persister
 
 	mu       sync.Mutex
 	boxes    map[string]*sandbox

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -222,5 +225,40 @@ func TestReject(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "third.sock")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal("the refused sandbox's socket exists")
+	}
+}
+
+// TestStateGroupCommit: concurrent changes each return once the state file
+// holds them, and end with the file holding exactly the registry.
+func TestStateGroupCommit(t *testing.T) {
+	dir := shortDir(t)
+	h, _ := startHost(t, dir, Options{Loops: 1})
+	g := newGuest(t, dir, "g.console", echoGuest)
+	const n = 24
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			name := "s" + strconv.Itoa(i)
+			_, err := h.Add(bg, name, Spec{Guest: g.spec(), Socket: filepath.Join(dir, name+".sock")})
+			if err == nil {
+				saved, rerr := readState(filepath.Join(dir, "state.json"))
+				if rerr != nil || !slices.ContainsFunc(saved, func(s savedSandbox) bool { return s.Name == name }) {
+					err = fmt.Errorf("Add %s returned before the state file held it: %v", name, rerr)
+				}
+				if i%3 == 0 && err == nil {
+					err = h.Remove(name)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	saved, err := readState(filepath.Join(dir, "state.json"))
+	if err != nil || len(saved) != n-n/3 || len(h.List()) != n-n/3 {
+		t.Fatalf("state file: %v, %d entries, registry %d", err, len(saved), len(h.List()))
 	}
 }

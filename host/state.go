@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // stateVersion is the state file's format; a daemon refuses a file of
@@ -46,24 +47,69 @@ func readState(path string) ([]savedSandbox, error) {
 	return s.Sandboxes, nil
 }
 
-// persist writes every sandbox's spec to the state file. Writes are
-// serialised and each takes its snapshot under the lock, so the last write
-// holds the registry as the last change left it.
+// persister batches state file writes: a change is durable once a write
+// that began after it has finished, so changes made while a write is under
+// way share the next one (a group commit) instead of queueing a rewrite of
+// the whole file each.
+type persister struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	want    uint64 // changes made
+	done    uint64 // changes the last finished write covers
+	writing bool
+	err     error // the last write's
+}
+
+// persist makes the registry as it is now durable in the state file and
+// returns once it is.
 func (h *Host) persist() error {
 	if h.opt.StatePath == "" {
 		return nil
 	}
-	h.persistMu.Lock()
-	defer h.persistMu.Unlock()
-	s := stateFile{Version: stateVersion, Sandboxes: []savedSandbox{}}
-	for _, sb := range h.sandboxes() {
-		s.Sandboxes = append(s.Sandboxes, savedSandbox{Name: sb.name, Spec: sb.c.spec})
+	p := &h.persister
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cond == nil {
+		p.cond = sync.NewCond(&p.mu)
 	}
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
+	p.want++
+	mine := p.want
+	for p.done < mine {
+		if p.writing {
+			p.cond.Wait()
+			continue
+		}
+		// Every change counted so far is in the registry: the snapshot
+		// taken next covers them all.
+		p.writing = true
+		gen := p.want
+		p.mu.Unlock()
+		err := h.writeState()
+		p.mu.Lock()
+		p.writing, p.done, p.err = false, gen, err
+		p.cond.Broadcast()
 	}
-	if err := writeFileAtomic(h.opt.StatePath, append(b, '\n')); err != nil {
+	return p.err
+}
+
+// writeState writes every sandbox's spec to the state file, one sandbox a
+// line.
+func (h *Host) writeState() error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "{\"version\": %d, \"sandboxes\": [", stateVersion)
+	for i, sb := range h.sandboxes() {
+		line, err := json.Marshal(savedSandbox{Name: sb.name, Spec: sb.c.spec})
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("\n  ")
+		b.Write(line)
+	}
+	b.WriteString("\n]}\n")
+	if err := writeFileAtomic(h.opt.StatePath, b.Bytes()); err != nil {
 		return fmt.Errorf("state file not written: %w", err)
 	}
 	return nil
