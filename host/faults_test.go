@@ -249,3 +249,30 @@ func TestRaiseNoFile(t *testing.T) {
 	}
 	t.Logf("RLIMIT_NOFILE %d/%d (%v)", soft, hard, err)
 }
+
+// TestCloseEndsDials: closing the daemon does not wait out the dial of an
+// Add whose guest is not there yet; the Add fails and leaves nothing.
+func TestCloseEndsDials(t *testing.T) {
+	dir := shortDir(t)
+	h, err := New(Options{Loops: 1, DialTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := make(chan error, 1)
+	go func() {
+		_, err := h.Add(bg, "late", Spec{Guest: "unix:" + filepath.Join(dir, "not-yet"), Socket: filepath.Join(dir, "late.sock")})
+		added <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	h.Close()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+	if err := <-added; Status(err) != 502 {
+		t.Fatalf("the Add under way: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "late.sock")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("a socket was left")
+	}
+}

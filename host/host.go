@@ -74,6 +74,9 @@ type Host struct {
 	execLogs map[string]string // exec.log directory → the sandbox holding it
 	closed   bool
 	inflight sync.WaitGroup // Adds and Removes under way, for Close
+	// stopping ends the dials of Adds under way when the daemon closes.
+	stopping context.Context
+	stop     context.CancelFunc
 }
 
 // New starts the loops and, if Options.StatePath names an existing file,
@@ -101,12 +104,14 @@ func New(o Options) (*Host, error) {
 	}
 	h := &Host{opt: o, log: o.Logger, boxes: map[string]*sandbox{}, adding: map[string]bool{},
 		sockets: map[string]string{}, execLogs: map[string]string{}}
+	h.stopping, h.stop = context.WithCancel(context.Background())
 	if o.MemoryBudget > 0 {
 		h.budget = bufpool.NewBudget(o.MemoryBudget, nil)
 	}
 	for i := range o.Loops {
 		l, err := relay.NewLoop(relay.LoopOptions{Index: i, Logger: o.Logger.With("loop", i), PoolIdle: o.PoolIdle})
 		if err != nil {
+			h.stop()
 			h.stopLoops()
 			return nil, err
 		}
@@ -250,7 +255,9 @@ func (h *Host) create(ctx context.Context, name string, c config, dialTimeout ti
 	}
 	if o.Guest == nil {
 		dctx, cancel := context.WithTimeout(ctx, min(c.readyTimeout, dialTimeout))
+		unhook := context.AfterFunc(h.stopping, cancel)
 		f, err := guest.DialFile(dctx, c.guest)
+		unhook()
 		cancel()
 		if err != nil {
 			if isNoFD(err) {
@@ -403,6 +410,7 @@ func (h *Host) Close() {
 	}
 	h.closed = true
 	h.mu.Unlock()
+	h.stop()
 	h.inflight.Wait()
 	h.stopLoops()
 	for _, sb := range h.sandboxes() {
