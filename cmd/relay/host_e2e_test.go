@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"github.com/agentrelay/agentrelay/client"
 	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/host"
@@ -175,10 +177,18 @@ func TestHostDaemon(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`relay_to_client_frames_total{sandbox="vm1"} 1`, `relay_host_sandboxes{state="serving"} 1`, `relay_host_loop_sandboxes{loop="1"}`} {
+	for _, want := range []string{`relay_to_client_frames_total{sandbox="vm1"} 1`, `relay_host_sandboxes{state="serving"} 1`,
+		`relay_host_loop_sandboxes{loop="1"}`, `relay_host_sandbox_state{sandbox="vm1",state="serving"} 1`, `relay_exec_log_lines_total{sandbox="vm1"}`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	problems, err := promlint.New(strings.NewReader(string(metrics))).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pr := range problems {
+		t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
 	}
 	_, errOut, code := runBin(t, "sandbox", "add", "vm1", "--guest", "unix:"+filepath.Join(dir, "vm1.console"), "--socket", filepath.Join(dir, "other.sock"), "--control", control)
 	if code != 1 || !strings.Contains(errOut, "sandbox vm1 exists") {
@@ -211,7 +221,7 @@ func TestHostDaemon(t *testing.T) {
 			t.Fatalf("%s after kill -9: %v", s, err)
 		}
 	}
-	startHostDaemon(t, dir)
+	startHostDaemon(t, dir, "--debug-addr", debugAddr)
 	waitServing(t, control, "vm1")
 	echoThrough(t, sock)
 
@@ -233,6 +243,10 @@ func TestHostDaemon(t *testing.T) {
 
 	if _, errOut, code := runBin(t, "sandbox", "rm", "vm1", "--control", control); code != 0 {
 		t.Fatalf("sandbox rm: exit %d %q", code, errOut)
+	}
+	// A removed sandbox's series are gone from the next scrape.
+	if _, m := httpGet(t, "http://"+debugAddr+"/metrics"); strings.Contains(m, `sandbox="vm1"`) {
+		t.Errorf("/metrics still has vm1's series after rm")
 	}
 	if _, err := os.Stat(sock); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("socket after rm: %v", err)
