@@ -2,6 +2,7 @@ package host
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -145,11 +146,17 @@ func TestRestore(t *testing.T) {
 }
 
 // TestBudgets: a sandbox whose client does not read while its guest floods
-// it is held to its own budgets (and the host's) and its client evicted;
-// its neighbour on the same loop is not charged and serves throughout.
+// it is held to its own budgets (alone, then under a host-wide budget
+// smaller than its own) and its client evicted; its neighbour on the same
+// loop is not charged and serves throughout.
 func TestBudgets(t *testing.T) {
+	for _, hostBudget := range []int64{0, 2 << 20} {
+		t.Run(fmt.Sprintf("host=%d", hostBudget), func(t *testing.T) { testBudgets(t, hostBudget) })
+	}
+}
+
+func testBudgets(t *testing.T, hostBudget int64) {
 	dir := shortDir(t)
-	const hostBudget = 2 << 20
 	h, c := startHost(t, dir, Options{Loops: 1, MemoryBudget: hostBudget,
 		Relay: relay.Options{ClientBuffer: frame.MaxFrame, OutputBudget: frame.MaxFrame, EvictGrace: 200 * time.Millisecond}})
 	flood, echo := newGuest(t, dir, "flood.console", floodGuest), newGuest(t, dir, "echo.console", echoGuest)
@@ -172,7 +179,7 @@ func TestBudgets(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the flooded client was never evicted: %+v", state(t, c, "flood"))
 		}
-		if used := h.Budget().Used(); used > hostBudget {
+		if used := h.Budget().Used(); hostBudget > 0 && used > hostBudget {
 			t.Fatalf("the host budget lent %d of %d", used, hostBudget)
 		}
 		roundTrip(t, filepath.Join(dir, "echo.sock"))
@@ -180,12 +187,14 @@ func TestBudgets(t *testing.T) {
 	if in := state(t, c, "echo"); in.Counters["evictions"] != 0 || in.Counters["guest_stall_nanos"] != 0 {
 		t.Fatalf("the neighbour was charged: %+v", in.Counters)
 	}
-	if in := state(t, c, "flood"); in.Counters["guest_stall_nanos"] == 0 || h.Budget().Refused() == 0 {
-		t.Fatalf("the flood was not held by the budgets: refused %d, %+v", h.Budget().Refused(), in.Counters)
+	in := state(t, c, "flood")
+	if in.Counters["guest_stall_nanos"] == 0 || (hostBudget > 0) != (h.Budget().Refused() > 0) {
+		t.Fatalf("the flood was not held by the budgets: host refused %d, %+v", h.Budget().Refused(), in.Counters)
 	}
 	if st := h.Stats(); st.BudgetMax != hostBudget || st.Sandboxes[StateServing] != 2 {
 		t.Fatalf("host stats: %+v", st)
 	}
+	roundTrip(t, filepath.Join(dir, "echo.sock"))
 }
 
 // TestOutOfDescriptors: with no descriptor to spare, an Add fails at once
