@@ -159,7 +159,14 @@ func TestHostDaemon(t *testing.T) {
 	sock := filepath.Join(dir, "vm1.sock")
 	echoThrough(t, sock)
 	waitServing(t, control, "vm1")
-	list := listSandboxes(t, control)
+	// A loop publishes its frame counters at the end of its pass, which
+	// may come after the echo reached the client.
+	var list []host.Info
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if list = listSandboxes(t, control); len(list) == 1 && list[0].Counters["frames_to_client"] == 1 {
+			break
+		}
+	}
 	if len(list) != 1 || list[0].Socket != sock || list[0].ExecLog != filepath.Join(dir, "logs") || list[0].Counters["frames_to_client"] != 1 {
 		t.Fatalf("sandbox ls: %+v", list)
 	}
