@@ -190,6 +190,8 @@ func (h *Host) reserve(name string, c config) error {
 	switch {
 	case h.closed:
 		return ErrClosed
+	case h.boxes[name] != nil && h.boxes[name].removing:
+		return withKind(ErrConflict, fmt.Errorf("sandbox %s is being removed", name))
 	case h.boxes[name] != nil:
 		return withKind(ErrConflict, fmt.Errorf("sandbox %s exists; remove it first", name))
 	case h.adding[name]:
