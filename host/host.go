@@ -236,8 +236,8 @@ func (h *Host) forget(sb *sandbox) {
 	}
 }
 
-// create checks the socket, dials the guest (unless f is given) and starts
-// the relay. It leaves nothing behind when it fails.
+// create checks the socket, dials the guest (unless tmpl carries one) and
+// starts the relay. It leaves nothing behind when it fails.
 func (h *Host) create(ctx context.Context, name string, c config, dialTimeout time.Duration, tmpl *relay.Options) (*sandbox, error) {
 	if err := unixsock.Check(c.spec.Socket); err != nil {
 		return nil, socketError(err)

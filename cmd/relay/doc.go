@@ -8,6 +8,7 @@
 //	relay host [--control PATH] [--loops N] [--state FILE] [--max-sandboxes N]
 //	      [--memory-budget SIZE] [--debug-addr ADDR]
 //	relay sandbox add NAME --guest SPEC --socket PATH [--exec-log DIR] | rm NAME | ls [--json]
+//	relay guest --listen PATH echo|builtin
 //	relay stats --debug-addr ADDR
 //	relay version
 //	relay completion bash|zsh
