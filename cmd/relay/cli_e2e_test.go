@@ -33,7 +33,7 @@ func runBin(t *testing.T, args ...string) (string, string, int) {
 // exit 0; help COMMAND is COMMAND --help; an unknown command is a usage
 // error.
 func TestHelp(t *testing.T) {
-	subcommands := []string{"serve", "exec", "stats", "version", "completion", "help"}
+	subcommands := []string{"serve", "exec", "host", "sandbox", "guest", "stats", "version", "completion", "help"}
 	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
 		out, errOut, code := runBin(t, args...)
 		if code != 0 || errOut != "" {
@@ -45,7 +45,7 @@ func TestHelp(t *testing.T) {
 			}
 		}
 	}
-	for _, c := range []string{"exec", "stats", "version", "completion"} {
+	for _, c := range []string{"exec", "host", "sandbox", "guest", "stats", "version", "completion"} {
 		viaHelp, _, code1 := runBin(t, "help", c)
 		direct, _, code2 := runBin(t, c, "--help")
 		if code1 != 0 || code2 != 0 || viaHelp != direct || !strings.HasPrefix(direct, "Usage: relay "+c) {
@@ -65,6 +65,9 @@ func TestSubcommandHelp(t *testing.T) {
 		"exec": {"--socket", "--tty", "--interactive", "--no-stdin", "--env", "--workdir", "--user",
 			"--rlimit", "--timeout", "--kill-after", "--help", "RELAY_SOCKET"},
 		"stats":      {"--debug-addr", "--help"},
+		"host":       {"--control", "--loops", "--state", "--max-sandboxes", "--memory-budget", "--debug-addr", "--help", "RELAY_HOST_CONTROL"},
+		"guest":      {"--listen", "echo", "builtin", "--help"},
+		"sandbox":    {"--control", "--guest", "--socket", "--exec-log", "--handshake", "--ready-timeout", "--json", "--help", "add", "rm", "ls"},
 		"version":    {"--help", "relay --version"},
 		"completion": {"--help", "bash", "zsh"},
 	} {
@@ -210,6 +213,8 @@ c relay help e
 c relay completion ""
 c relay --socket /x --gu
 c relay serve --guest unix : "$2/cons"
+c relay sandbox ""
+c relay sandbox add vm1 --gu
 `
 	consoles := t.TempDir()
 	if err := os.WriteFile(filepath.Join(consoles, "console.sock"), nil, 0o600); err != nil {
@@ -222,7 +227,7 @@ c relay serve --guest unix : "$2/cons"
 	}
 	want := []string{
 		"complete -F _relay relay",
-		"relay | serve exec stats version completion help",
+		"relay | serve exec host sandbox guest stats version completion help",
 		"relay st| stats",
 		"relay exec --t| --tty --timeout",
 		"relay exec -| --socket -t --tty -i --interactive -n --no-stdin -e --env -w --workdir -u --user --rlimit --timeout --kill-after -h --help",
@@ -232,6 +237,8 @@ c relay serve --guest unix : "$2/cons"
 		"relay completion | bash zsh",
 		"relay --socket /x --gu| --guest",
 		"relay serve --guest unix : " + consoles + "/cons| " + consoles + "/console.sock", // bash splits at ":"
+		"relay sandbox | add rm ls",
+		"relay sandbox add vm1 --gu| --guest",
 	}
 	for _, w := range want {
 		if !strings.Contains(string(got), w+"\n") {
@@ -303,7 +310,7 @@ zpty -d z
 	rounds := strings.Split(string(b), "MARK\n")[1:]
 	rounds = rounds[:len(rounds)-1] // the last MARK only ends the fourth
 	want := [][]string{
-		{"serve", "exec", "stats", "version", "completion", "help"},
+		{"serve", "exec", "host", "sandbox", "guest", "stats", "version", "completion", "help"},
 		{"--tty", "--timeout"},
 		{"unix:", "vsock:", "echo", "builtin"},
 		{"nofile"},

@@ -70,6 +70,30 @@ var completionSpec = []struct {
 		{[]string{"--kill-after"}, "word", "SIGKILL this long after the timeout's SIGTERM", false},
 		{[]string{"-h", "--help"}, "", "print help", false},
 	}},
+	{"host", []compFlag{
+		{[]string{"--control"}, "file", "the control API's Unix socket", false},
+		{[]string{"--loops"}, "word", "event loops serving the sandboxes", false},
+		{[]string{"--state"}, "file", "the state file", false},
+		{[]string{"--max-sandboxes"}, "word", "refuse more sandboxes than this", false},
+		{[]string{"--memory-budget"}, "word", "bound of all sandboxes' client buffers' growth", false},
+		{[]string{"--debug-addr"}, "word", "loopback address for pprof, counters and metrics", false},
+		{[]string{"--log-format"}, "word", "text or json", false},
+		{[]string{"-h", "--help"}, "", "print help", false},
+	}},
+	{"sandbox", []compFlag{
+		{[]string{"--control"}, "file", "the host daemon's control socket", false},
+		{[]string{"--guest"}, "guest", "add: the guest console", false},
+		{[]string{"--socket"}, "file", "add: the sandbox's client socket", false},
+		{[]string{"--exec-log"}, "dir", "add: directory for exec.log", false},
+		{[]string{"--handshake"}, "word", "add: auto, 0.4 or 0.5", false},
+		{[]string{"--ready-timeout"}, "word", "add: how long to wait for core.ready", false},
+		{[]string{"--json"}, "", "ls: print JSON", false},
+		{[]string{"-h", "--help"}, "", "print help", false},
+	}},
+	{"guest", []compFlag{
+		{[]string{"--listen"}, "file", "the console socket to create", false},
+		{[]string{"-h", "--help"}, "", "print help", false},
+	}},
 	{"stats", []compFlag{
 		{[]string{"--debug-addr"}, "word", "the relay's --debug-addr", false},
 		{[]string{"-h", "--help"}, "", "print help", false},
@@ -196,18 +220,23 @@ _relay() {
     help)
         ((COMP_CWORD == 2)) && COMPREPLY=($(compgen -W "{{join .Commands " "}}" -- "$cur"))
         return ;;
+    sandbox)
+        if ((COMP_CWORD == 2)) && [[ $cur != -* ]]; then
+            COMPREPLY=($(compgen -W "add rm ls" -- "$cur"))
+            return
+        fi ;;
     completion)
         ((COMP_CWORD == 2)) && [[ $cur != -* ]] && COMPREPLY=($(compgen -W "bash zsh" -- "$cur"))
         [[ $cur == -* ]] && COMPREPLY=($(compgen -W "$(_relay_flags completion)" -- "$cur"))
         return ;;
     esac
     # bash splits "unix:PATH" at the ":" too: the path of a --guest.
-    if [[ $cmd == serve ]] && ((COMP_CWORD > 3)) && [[ ${COMP_WORDS[COMP_CWORD-3]} == --guest ]] &&
+    if [[ $cmd == @(serve|sandbox) ]] && ((COMP_CWORD > 3)) && [[ ${COMP_WORDS[COMP_CWORD-3]} == --guest ]] &&
         [[ $prev == : && ${COMP_WORDS[COMP_CWORD-2]} == @(unix|vsock) ]]; then
         COMPREPLY=($(compgen -f -- "$cur"))
         return
     fi
-    if [[ $cmd == serve && $cur == : && $prev == @(unix|vsock) ]]; then
+    if [[ $cmd == @(serve|sandbox) && $cur == : && $prev == @(unix|vsock) ]]; then
         COMPREPLY=($(compgen -f -- ""))
         return
     fi
@@ -300,6 +329,11 @@ _relay() {
             '*::arguments:_normal' && ret=0
 {{- else if eq .Name "completion"}}
             ':shell:(bash zsh)' && ret=0
+{{- else if eq .Name "guest"}}
+            ':guest:(echo builtin)' && ret=0
+{{- else if eq .Name "sandbox"}}
+            ':action:(add rm ls)' \
+            '*:name: ' && ret=0
 {{- else if eq .Name "help"}}
             ':command:({{join $.Commands " "}})' && ret=0
 {{- else}}

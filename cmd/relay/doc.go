@@ -5,6 +5,10 @@
 //	      [--ready-timeout DUR] [--debug-addr ADDR]
 //	relay exec [--socket PATH] [-t] [-n] [-e NAME[=VALUE]]… [-w DIR] [-u USER]
 //	      [--rlimit RES=SOFT[:HARD]]… [--timeout DUR] [--] CMD [ARGS…]
+//	relay host [--control PATH] [--loops N] [--state FILE] [--max-sandboxes N]
+//	      [--memory-budget SIZE] [--debug-addr ADDR]
+//	relay sandbox add NAME --guest SPEC --socket PATH [--exec-log DIR] | rm NAME | ls [--json]
+//	relay guest --listen PATH echo|builtin
 //	relay stats --debug-addr ADDR
 //	relay version
 //	relay completion bash|zsh

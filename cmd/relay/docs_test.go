@@ -161,3 +161,70 @@ func flagValue(args []string, name string) string {
 	}
 	return ""
 }
+
+// TestSystemdHostUnit: the host daemon's unit puts the control socket where
+// relay sandbox looks by default and the state file in a StateDirectory
+// that outlives restarts; its command line starts a daemon; systemd-analyze
+// finds nothing wrong.
+func TestSystemdHostUnit(t *testing.T) {
+	unit := repoFile(t, "contrib/systemd/agentrelay-host.service")
+	keys := map[string]string{}
+	for _, l := range strings.Split(unit, "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") {
+			keys[k] = v
+		}
+	}
+	for k, want := range map[string]string{
+		"RuntimeDirectory": "agentrelay", "RuntimeDirectoryMode": "0700", "RuntimeDirectoryPreserve": "restart",
+		"StateDirectory": "agentrelay", "NoNewPrivileges": "yes", "ProtectSystem": "strict", "CapabilityBoundingSet": "",
+	} {
+		if v, ok := keys[k]; !ok || v != want {
+			t.Errorf("%s=%q, want %q", k, v, want)
+		}
+	}
+	start := strings.Fields(keys["ExecStart"])
+	if len(start) < 2 || start[1] != "host" {
+		t.Fatalf("ExecStart=%q", keys["ExecStart"])
+	}
+	control, state := flagValue(start, "--control"), flagValue(start, "--state")
+	if control != "/run/agentrelay/host.sock" || !strings.HasPrefix(state, "/var/lib/agentrelay/") {
+		t.Errorf("control %q, state %q", control, state)
+	}
+	// relay sandbox with no --control, RELAY_HOST_CONTROL or
+	// XDG_RUNTIME_DIR asks there.
+	if _, errOut, _ := runBin(t, "sandbox", "ls"); !strings.Contains(errOut, control) {
+		t.Errorf("relay sandbox's default control socket is not the unit's: %q", errOut)
+	}
+	dir := privateDir(t)
+	args := make([]string, 0, len(start))
+	for _, a := range start[1:] {
+		switch a {
+		case control:
+			a = filepath.Join(dir, "host.sock")
+		case state:
+			a = filepath.Join(dir, "state.json")
+		}
+		args = append(args, a)
+	}
+	p := &proc{socket: filepath.Join(dir, "host.sock"), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
+	p.waitSocket(t)
+
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("no systemd-analyze")
+	}
+	copyPath := filepath.Join(t.TempDir(), "agentrelay-host.service")
+	if err := os.WriteFile(copyPath, []byte(strings.ReplaceAll(unit, start[0], bin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("systemd-analyze", "verify", copyPath).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}

@@ -26,7 +26,10 @@ func init() {
 		{"serve", "[serve] [FLAGS]", "run the relay for one guest (flags alone mean serve)",
 			func(args []string) int { return serve.Main("relay", serve.Reactor, args) }},
 		{"exec", "exec [FLAGS] [--] CMD...", "run a command in the guest through the relay", execCmd},
-		{"stats", "stats --debug-addr ADDR", "print a running relay's counters", statsCmd},
+		{"host", "host [FLAGS]", "run the host daemon: many sandboxes in one process", hostCmd},
+		{"sandbox", "sandbox add|rm|ls ...", "add, remove or list a host daemon's sandboxes", sandboxCmd},
+		{"guest", "guest --listen PATH KIND", "play a guest on a console socket, for trying host without a VM", guestCmd},
+		{"stats", "stats --debug-addr ADDR", "print a running relay's or host daemon's counters", statsCmd},
 		{"version", "version", "print the version, VCS revision and Go version", versionCmd},
 		{"completion", "completion bash|zsh", "print a shell completion script", completionCmd},
 		{"help", "help [COMMAND]", "print this help, or a command's", helpCmd},
@@ -90,5 +93,7 @@ serve's --guest SPEC: unix:PATH | vsock:PATH:PORT | echo |
   builtin (runs commands as host processes: no isolation)
 The socket of serve and exec: --socket, else $RELAY_SOCKET, else
 $XDG_RUNTIME_DIR/agentrelay/agent.sock, else /run/agentrelay/agent.sock.
+The control socket of host and sandbox: --control, else $RELAY_HOST_CONTROL,
+else $XDG_RUNTIME_DIR/agentrelay/host.sock, else /run/agentrelay/host.sock.
 `)
 }

@@ -156,16 +156,16 @@ func parseConfig(prog string, args []string) (config, error) {
 		return c, fmt.Errorf("RELAY_LOG_LEVEL=%q: want debug, info, warn or error", os.Getenv("RELAY_LOG_LEVEL"))
 	}
 	if c.debugAddr != "" {
-		if err := checkLoopback(c.debugAddr); err != nil {
+		if err := CheckLoopback(c.debugAddr); err != nil {
 			return c, fmt.Errorf("--debug-addr: %w", err)
 		}
 	}
 	return c, nil
 }
 
-// checkLoopback accepts HOST:PORT with a loopback IP or "localhost": the
+// CheckLoopback accepts HOST:PORT with a loopback IP or "localhost": the
 // endpoint serves profiles and counters without authentication.
-func checkLoopback(addr string) error {
+func CheckLoopback(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err

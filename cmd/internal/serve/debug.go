@@ -36,7 +36,7 @@ func serveDebug(log *slog.Logger, ln net.Listener, srv Server, xl *execlog.Write
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&statsCollector{srv: srv, xl: xl}, buildInfo())
+		&statsCollector{srv: srv, xl: xl}, BuildInfo())
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/healthz", h)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

@@ -145,3 +145,13 @@ func (f choiceFlag) Set(s string) error {
 	}
 	return fmt.Errorf("want %s", strings.Join(f.choices, " or "))
 }
+
+// ParseSize reads a byte count as --client-buffer does: bare or with KiB,
+// MiB or GiB.
+func ParseSize(s string) (int64, error) {
+	var n int
+	if err := (sizeFlag{n: &n, max: 1 << 50}).Set(s); err != nil {
+		return 0, err
+	}
+	return int64(n), nil
+}

@@ -20,14 +20,14 @@ func TestMetricsCoverStats(t *testing.T) {
 	}
 	names, helps := map[string]bool{}, map[string]bool{}
 	for _, m := range metrics {
-		if !want[m.field] {
-			t.Errorf("metric %s reads %s, which is not a Stats field", m.name, m.field)
+		if !want[m.Field] {
+			t.Errorf("metric %s reads %s, which is not a Stats field", m.Name, m.Field)
 		}
-		delete(want, m.field)
-		if names[m.name] || helps[m.help] {
-			t.Errorf("metric %s: name or HELP text used twice", m.name)
+		delete(want, m.Field)
+		if names[m.Name] || helps[m.Help] {
+			t.Errorf("metric %s: name or HELP text used twice", m.Name)
 		}
-		names[m.name], helps[m.help] = true, true
+		names[m.Name], helps[m.Help] = true, true
 	}
 	for f := range want {
 		t.Errorf("Stats field %s has no metric", f)
