@@ -57,8 +57,8 @@ deps-check:
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
-	@# Allocation counts and RSS are only meaningful without the race detector.
-	$(GO) test -count=1 -run 'Allocs|TestMemoryBound' $(PKGS)
+	@# Allocation counts, heap and RSS are only meaningful without the race detector.
+	$(GO) test -count=1 -run 'Allocs|TestMemoryBound|RelayHeap' $(PKGS)
 
 # Per-package statement coverage of the whole test suite (no -race): the
 # share of each package's statements that any test runs, the end-to-end

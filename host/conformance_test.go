@@ -12,7 +12,8 @@ import (
 
 // hostServer is one sandbox of a Host as the conformance suite drives a
 // relay: New is a PUT with the suite's guest connection in place of the
-// dial, WaitReady waits for Ready, Run for Done, Stop is Close.
+// dial, WaitReady waits for Ready, Run for Done, Stop drains as
+// relay serve does on SIGTERM.
 type hostServer struct {
 	h  *Host
 	sb *sandbox
@@ -44,7 +45,7 @@ func (s hostServer) Run(ctx context.Context) error {
 	return r.Err()
 }
 
-func (s hostServer) Stop()                      { s.sb.r.Close() }
+func (s hostServer) Stop()                      { s.sb.r.Stop() }
 func (s hostServer) Shutdowns() <-chan struct{} { return s.sb.r.Shutdowns() }
 func (s hostServer) Stats() relay.Stats         { return s.sb.r.Stats() }
 

@@ -223,8 +223,20 @@ func TestOutOfDescriptors(t *testing.T) {
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &tight); err != nil {
 		t.Fatal(err)
 	}
+	// Fill the holes below the limit too: no descriptor to spare at all.
+	var fillers []int
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		fillers = append(fillers, fd)
+	}
 	start := time.Now()
 	_, err = h.Add(bg, "n", Spec{Guest: g.spec(), Socket: filepath.Join(dir, "n.sock")})
+	for _, fd := range fillers {
+		unix.Close(fd)
+	}
 	unix.Setrlimit(unix.RLIMIT_NOFILE, &old)
 	if Status(err) != 503 || !strings.Contains(err.Error(), "RLIMIT_NOFILE") || time.Since(start) > 2*time.Second {
 		t.Fatalf("Add without descriptors: %v (status %d) after %v", err, Status(err), time.Since(start))

@@ -62,6 +62,8 @@ type Host struct {
 	log    *slog.Logger
 	loops  []*relay.Loop
 	loopWG sync.WaitGroup
+	// runner writes every sandbox's exec.log, on one goroutine.
+	runner *execlog.Runner
 	budget *bufpool.Budget
 
 	placeMu   sync.Mutex // placement: a count read and the Add it decides
@@ -105,6 +107,7 @@ func New(o Options) (*Host, error) {
 	h := &Host{opt: o, log: o.Logger, boxes: map[string]*sandbox{}, adding: map[string]bool{},
 		sockets: map[string]string{}, execLogs: map[string]string{}}
 	h.stopping, h.stop = context.WithCancel(context.Background())
+	h.runner = execlog.NewRunner()
 	if o.MemoryBudget > 0 {
 		h.budget = bufpool.NewBudget(o.MemoryBudget, nil)
 	}
@@ -113,6 +116,7 @@ func New(o Options) (*Host, error) {
 		if err != nil {
 			h.stop()
 			h.stopLoops()
+			h.runner.Close()
 			return nil, err
 		}
 		h.loops = append(h.loops, l)
@@ -283,7 +287,7 @@ func (h *Host) launch(name string, c config, o relay.Options) (*sandbox, error) 
 	sb := &sandbox{name: name, c: c, loop: -1}
 	log := h.log.With("sandbox", name)
 	if c.spec.ExecLog != "" && o.ExecLog == nil {
-		xl, err := execlog.Open(c.spec.ExecLog, execlog.Options{})
+		xl, err := execlog.Open(c.spec.ExecLog, execlog.Options{Runner: h.runner})
 		if err != nil {
 			if isNoFD(err) {
 				return nil, noFD("exec_log", err)
@@ -418,6 +422,7 @@ func (h *Host) Close() {
 	for _, sb := range h.sandboxes() {
 		sb.closeLog(h.log)
 	}
+	h.runner.Close()
 }
 
 func (h *Host) stopLoops() {

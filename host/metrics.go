@@ -14,13 +14,13 @@ import (
 type LoopStats struct {
 	BusyNanos          uint64 // time spent handling events rather than waiting
 	PoolLent, PoolIdle int64  // bytes of the loop's pool lent out, kept idle
-	PoolGets, PoolMiss uint64 // buffers lent, and lent by allocating
 }
 
-// loopStats reads a loop's own counters. relay.Loop does not report any
-// yet: when it grows a Stats method, this hook is the one place to read it,
-// and the relay_host_loop_* series appear.
-var loopStats = func(*relay.Loop) (LoopStats, bool) { return LoopStats{}, false }
+// loopStats reads a loop's own counters.
+func loopStats(l *relay.Loop) (LoopStats, bool) {
+	s := l.Stats()
+	return LoopStats{BusyNanos: uint64(s.Busy), PoolLent: s.PoolLent, PoolIdle: s.PoolIdle}, true
+}
 
 // HostStats are the daemon's totals.
 type HostStats struct {

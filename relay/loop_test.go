@@ -9,8 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -262,47 +260,6 @@ func TestLoopStop(t *testing.T) {
 	}
 	if _, err := l.Add(relay.Options{Socket: filepath.Join(dir, "late"), Guest: newSockGuest(t, true).file}); err == nil {
 		t.Fatal("Add after Stop succeeded")
-	}
-}
-
-// An idle relay costs a few KiB of heap: no client slots, no buffers, no
-// session table beyond an empty map (idleRelayHeap bounds it; the whole of
-// the process's RSS per sandbox is measured in make bench).
-func TestLoopIdleRelayHeap(t *testing.T) {
-	const idleRelayHeap = 16 << 10
-	l := startLoop(t)
-	dir := t.TempDir()
-	const n = 400
-	gs := make([]*sockGuest, n)
-	for i := range n {
-		gs[i] = newSockGuest(t, true)
-	}
-	time.Sleep(200 * time.Millisecond) // the guests' goroutines have their buffers
-	var a, b runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&a)
-	rs := make([]*relay.Relay, n)
-	for i := range n {
-		r, err := l.Add(relay.Options{Socket: filepath.Join(dir, strconv.Itoa(i)), Guest: gs[i].file, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs[i] = r
-	}
-	for _, r := range rs {
-		<-r.Ready()
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for l.Stats().PoolLent != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&b)
-	st := l.Stats()
-	per := (int64(b.HeapAlloc) - int64(a.HeapAlloc) - st.PoolIdle) / n
-	t.Logf("heap per idle relay: %.1f KiB (the loop's pool keeps %d KiB idle besides)", float64(per)/1024, st.PoolIdle>>10)
-	if st.PoolLent != 0 || per > idleRelayHeap {
-		t.Fatalf("idle relays hold %d bytes of heap each and %d bytes lent; want at most %d and none", per, st.PoolLent, idleRelayHeap)
 	}
 }
 

@@ -311,6 +311,19 @@ func (r *Relay) awaitReady() (busy bool) {
 			if budget <= 0 {
 				return true
 			}
+			if r.port.linear() && r.guestReadable {
+				// Parse what comes in this same pass: a buffer held from
+				// one pass to the next is one no other relay can use.
+				n, err := r.port.fill(r.g.wanted())
+				if err != nil {
+					r.fail(fmt.Errorf("relay: waiting for core.ready: %w", err))
+					return false
+				}
+				if n > 0 {
+					budget -= n
+					continue
+				}
+			}
 			break
 		}
 		p, err := frame.Peek(f.Body)
@@ -347,16 +360,6 @@ func (r *Relay) awaitReady() (busy bool) {
 		r.discarded++
 		r.log.Debug("discarding frame before core.ready", "id", f.ID, "type", p.Type.String())
 		r.g.done()
-	}
-	if r.port.linear() && r.guestReadable {
-		n, err := r.port.fill(r.g.wanted())
-		if err != nil {
-			r.fail(fmt.Errorf("relay: waiting for core.ready: %w", err))
-			return false
-		}
-		if n > 0 {
-			return true
-		}
 	}
 	if r.port.drained() {
 		r.fail(errors.New("relay: guest stream ended before core.ready"))
@@ -599,7 +602,7 @@ func (r *Relay) service(now time.Time) bool {
 		return false
 	case stateWaiting:
 		busy := r.awaitReady()
-		if r.st == stateWaiting && !r.g.have {
+		if r.st != stateDone && !r.g.have {
 			r.port.settle()
 		}
 		return busy
