@@ -688,6 +688,8 @@ func (hb *HostBench) Churn() (Figures, error) {
 		"rss-peak-MiB":        float64(peak) / 1024,
 		"rss-end-MiB":         float64(mem1.RSS) / 1024,
 		"rss-change-%":        Change(float64(mem1.RSS), float64(mem0.RSS)),
+		"anon-change-%":       Change(float64(mem1.RssAnon), float64(mem0.RssAnon)),
+		"file-rss-change-MiB": (float64(mem1.RssFile) - float64(mem0.RssFile)) / 1024,
 		"cycle2-rss-change-%": Change(float64(mem2.RSS), float64(mem1.RSS)),
 		"settle-ms":           float64(settle.Milliseconds()),
 	}, nil

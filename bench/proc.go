@@ -14,6 +14,9 @@ type ProcMem struct {
 	RSS     uint64 // VmRSS, KiB
 	HWM     uint64 // VmHWM, the peak RSS, KiB
 	Threads int
+	// RssAnon and RssFile split RSS: the heap and stacks, and the pages of
+	// the binary (and other files) touched so far.
+	RssAnon, RssFile uint64
 }
 
 // ReadProcMem reads process pid's ProcMem.
@@ -46,6 +49,15 @@ func parseStatus(b []byte) (ProcMem, error) {
 		}
 		var dst *uint64
 		switch key {
+		case "RssAnon", "RssFile":
+			if n, err := strconv.ParseUint(f[0], 10, 64); err == nil && len(f) == 2 && f[1] == "kB" {
+				if key == "RssAnon" {
+					m.RssAnon = n
+				} else {
+					m.RssFile = n
+				}
+			}
+			continue
 		case "VmRSS":
 			dst = &m.RSS
 		case "VmHWM":

@@ -73,3 +73,21 @@ func TestBudget(t *testing.T) {
 		t.Fatal("a nil budget refused")
 	}
 }
+
+func TestTrim(t *testing.T) {
+	p := New(1 << 20)
+	a, b := p.Get(4096), p.Get(64<<10)
+	p.Put(a)
+	p.Put(b)
+	if got := p.Trim(); got != 4096+64<<10 {
+		t.Fatalf("Trim dropped %d bytes, want %d", got, 4096+64<<10)
+	}
+	if s := p.Stats(); s.Idle != 0 || s.Lent != 0 {
+		t.Fatalf("after Trim: %+v", s)
+	}
+	misses := p.Stats().Misses
+	p.Get(4096)
+	if p.Stats().Misses != misses+1 {
+		t.Fatal("a Get after Trim was served from a dropped buffer")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -64,6 +65,9 @@ type Host struct {
 	loopWG sync.WaitGroup
 	// runner writes every sandbox's exec.log, on one goroutine.
 	runner *execlog.Runner
+	// removed wakes the trimmer (trim.go) after a sandbox is removed.
+	removed chan struct{}
+	trims   atomic.Uint64
 	budget *bufpool.Budget
 
 	placeMu   sync.Mutex // placement: a count read and the Add it decides
@@ -108,6 +112,8 @@ func New(o Options) (*Host, error) {
 		sockets: map[string]string{}, execLogs: map[string]string{}}
 	h.stopping, h.stop = context.WithCancel(context.Background())
 	h.runner = execlog.NewRunner()
+	h.removed = make(chan struct{}, 1)
+	go h.trimmer(trimQuiet)
 	if o.MemoryBudget > 0 {
 		h.budget = bufpool.NewBudget(o.MemoryBudget, nil)
 	}
@@ -357,6 +363,10 @@ func (h *Host) Remove(name string) error {
 	sb.close()
 	h.forget(sb)
 	h.log.Info("sandbox removed", "sandbox", name)
+	select {
+	case h.removed <- struct{}{}:
+	default:
+	}
 	if err := h.persist(); err != nil {
 		return fmt.Errorf("sandbox %s removed, but %w", name, err)
 	}

@@ -206,6 +206,22 @@ func (l *Loop) Add(opt Options) (*Relay, error) {
 	return r, nil
 }
 
+// Trim has the loop drop the idle buffers its pool keeps (bufpool.Pool.Trim),
+// and the spare capacity of its relay lists: for after a burst. Safe from
+// any goroutine.
+func (l *Loop) Trim() {
+	l.rl.Submit(func() {
+		l.pool.Trim()
+		l.poolIdle.Store(0)
+		if cap(l.members) > 2*len(l.members)+64 {
+			l.members = append([]*Relay(nil), l.members...)
+		}
+		if cap(l.spare) > 2*len(l.members)+64 {
+			l.spare = nil
+		}
+	})
+}
+
 // kick puts r on the list of relays the next service pass runs.
 func (l *Loop) kick(r *Relay) {
 	if !r.kicked {

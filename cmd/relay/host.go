@@ -119,7 +119,12 @@ func hostCmd(args []string) int {
 		return exitFailure
 	}
 	var debugLn net.Listener
-	if *debugAddr != "" {
+	if *debugAddr == "" {
+		// Nobody can read a heap profile without the debug endpoint: do
+		// not sample one. Its buckets, one per allocation site seen, are
+		// memory the daemon would keep after a burst of sandboxes.
+		runtime.MemProfileRate = 0
+	} else {
 		if debugLn, err = net.Listen("tcp", *debugAddr); err != nil {
 			fmt.Fprintf(os.Stderr, "relay host: --debug-addr: %v\n", err)
 			return exitFailure
