@@ -282,6 +282,7 @@ func (hb *HostBench) idle(n int) (Figures, error) {
 		c.Close()
 	}
 	return Figures{
+		"sandboxes":     float64(n),
 		"KiB/sandbox":   (float64(full.RSS) - float64(empty.RSS)) / float64(n),
 		"rss-MiB":       float64(full.RSS) / 1024,
 		"empty-rss-MiB": float64(empty.RSS) / 1024,
