@@ -17,13 +17,30 @@
 // be reached) or 503 (out of file descriptors). A request that fails leaves
 // nothing behind: no socket, no entry, no descriptor.
 //
-// The guest is dialled on the API's goroutine, never on a loop. Every
-// relay's client buffers are charged to one host-wide bufpool.Budget
-// (Options.MemoryBudget) above each sandbox's own bounds, so the host's
-// memory is bounded by
+// The guest is dialled on the API's goroutine, never on a loop.
 //
-//	min(MemoryBudget, Σ sandboxes' growth bounds) + Σ sandboxes' fixed parts
+// Memory follows activity, not the number of sandboxes: an idle sandbox (no
+// client, quiet guest) holds about 6 KiB of heap (relay's
+// TestLoopIdleRelayHeap; 17–21 KiB of RSS each in make bench, the garbage
+// collector's headroom included) and two descriptors, and every buffer is
+// lent by its loop's pool only while it holds bytes. With L loops, N
+// sandboxes of which A have clients or traffic, and every relay's buffer
+// growth charged to one host-wide bufpool.Budget (Options.MemoryBudget)
+// above each sandbox's own budgets, the daemon holds at most
 //
-// where a sandbox's growth bound is its OutputBudget + InputBudget and its
-// fixed part is relay.Options.MemoryBound less those two (see relay/doc.go).
+//	L × (4 MiB + PoolIdle)                   each loop's log queue and idle buffers
+//	+ N × 6 KiB                              every sandbox's relay, idle
+//	+ Σ over the A active sandboxes of their fixed part
+//	                                         (relay.Options.MemoryBound less the two
+//	                                         budgets and the loop's share: first
+//	                                         buffers of attached clients, the guest
+//	                                         read buffer, session tables)
+//	+ min(MemoryBudget, Σ sandboxes' OutputBudget + InputBudget)
+//	+ 4 MiB × sandboxes with an exec.log that ran a command (a lane each;
+//	                                         one Runner goroutine writes them all)
+//
+// (see relay/doc.go for each term). Threads do not grow with sandboxes: one
+// per loop and the Go runtime's, 12 here at 1,000 or 9,872 sandboxes on 2
+// CPUs. After a burst of removals the loops drop their pools' idle buffers
+// and freed pages go back to the system (trim.go).
 package host

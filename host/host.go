@@ -68,7 +68,7 @@ type Host struct {
 	// removed wakes the trimmer (trim.go) after a sandbox is removed.
 	removed chan struct{}
 	trims   atomic.Uint64
-	budget *bufpool.Budget
+	budget  *bufpool.Budget
 
 	placeMu   sync.Mutex // placement: a count read and the Add it decides
 	persister persister
