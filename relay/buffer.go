@@ -25,13 +25,6 @@ func newBuffer(base, max int, pool *bufpool.Pool, budget *bufpool.Budget) buffer
 	return buffer{max: max, base: min(base, max), pool: pool, budget: budget}
 }
 
-// newFixedBuffer returns a buffer allocated now, outside any pool.
-func newFixedBuffer(initial, max int) buffer {
-	q := newBuffer(initial, max, nil, nil)
-	q.acquire()
-	return q
-}
-
 // acquire takes the buffer's base-size memory.
 func (q *buffer) acquire() {
 	q.b = q.get(q.base)

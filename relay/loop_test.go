@@ -118,17 +118,6 @@ func readOne(t *testing.T, c net.Conn) []byte {
 	return b
 }
 
-func waitState(t *testing.T, r *relay.Relay, want relay.State) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for r.State() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("state %v, want %v", r.State(), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func waitDone(t *testing.T, r *relay.Relay) {
 	t.Helper()
 	select {
