@@ -247,7 +247,9 @@ func (ag *Agent) Serve(ctx context.Context, conn Conn) error {
 		if n > 0 {
 			continue
 		}
-		if errors.Is(err, io.EOF) {
+		// A host that hangs up with our output unread resets the
+		// connection instead of ending it: the same hang-up.
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
 			if sc.Buffered() > 0 {
 				err = fmt.Errorf("%w: %d bytes of a partial frame at the end", ErrCorruptStream, sc.Buffered())
 				return a.end(ctx, syscall.SIGKILL, a.opts.OutputGrace, err)
