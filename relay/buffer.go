@@ -4,7 +4,8 @@ import "github.com/agentrelay/agentrelay/bufpool"
 
 // buffer is a linear byte queue with a hard bound. A client's buffers are
 // lent by the loop's pool when bytes come (reserve) and given back when they
-// are gone at the end of a pass (idle) or the client leaves (release). A buffer starts at its base size and grows, by
+// have been gone for a while (idle, from the relay's sweep) or the client
+// leaves (release). A buffer starts at its base size and grows, by
 // doubling, only when a frame does not fit; growth beyond the base is
 // charged to the buffer's budget and refused past it, and a grown buffer
 // that empties goes back to its base size, so that budget follows what is
@@ -91,8 +92,8 @@ func (q *buffer) shrink() {
 }
 
 // idle gives a pooled buffer's memory back while it is empty; the next
-// reserve takes it again. At the end of a pass this keeps a connected but
-// quiet client from holding anything.
+// reserve takes it again. It keeps a connected but quiet client from
+// holding anything.
 func (q *buffer) idle() {
 	if q.pool != nil && q.b != nil && q.r == q.w {
 		q.release()

@@ -74,6 +74,8 @@ type Loop struct {
 	stopped bool
 	// share is each relay's budget in this pass (see passBudget).
 	share int
+	// The pool's traffic when its holdings were last published.
+	poolGets, poolPuts uint64
 
 	count  atomic.Int64
 	busyNS atomic.Uint64
@@ -234,6 +236,7 @@ func (l *Loop) kick(r *Relay) {
 // its own (Relay.service), within its own budgets.
 func (l *Loop) service(now time.Time) bool {
 	if len(l.active) == 0 {
+		l.publishPool() // a timer (a relay's sweep) may have given buffers back
 		return false
 	}
 	act := l.active
@@ -251,11 +254,20 @@ func (l *Loop) service(now time.Time) bool {
 	clear(act)
 	l.spare = act
 	l.side.retry()
-	ps := l.pool.Stats()
-	l.poolLent.Store(ps.Lent)
-	l.poolIdle.Store(ps.Idle)
+	l.publishPool()
 	l.busyNS.Add(uint64(time.Since(now)))
 	return len(l.active) > 0 || len(l.side.spill) > 0
+}
+
+// publishPool copies the pool's holdings to where Stats reads them, when
+// they changed.
+func (l *Loop) publishPool() {
+	ps := l.pool.Stats()
+	if ps.Gets != l.poolGets || ps.Puts != l.poolPuts {
+		l.poolGets, l.poolPuts = ps.Gets, ps.Puts
+		l.poolLent.Store(ps.Lent)
+		l.poolIdle.Store(ps.Idle)
+	}
 }
 
 // join registers r with the loop and starts its wait for core.ready.

@@ -23,9 +23,10 @@ type guestPort interface {
 	// register adds the port's fds to the loop; deregister takes them out.
 	register(l *reactor.Loop) error
 	deregister(l *reactor.Loop)
-	// settle gives back, at the end of a pass, any buffer that holds
-	// nothing the relay still needs.
+	// settle gives back any buffer that holds nothing the relay still
+	// needs; holds reports whether the port holds one.
 	settle()
+	holds() bool
 
 	// source is where guest bytes are parsed from. A linear source keeps
 	// what it has returned valid until the next fill, and can hold a whole

@@ -27,9 +27,10 @@ const (
 // written out (or queued) every view it handed to a client. Host→guest
 // bytes go out with writev straight from the clients' input buffers.
 //
-// in is lent by the loop's pool for a read and given back (settle) once
-// every byte in it has been routed, so an idle guest holds no buffer: on a
-// loop of many sandboxes the buffer one just used is the next one's.
+// in is lent by the loop's pool for a read and given back (settle) when a
+// read finds nothing with every byte in it routed, or at the relay's sweep,
+// so an idle guest holds no buffer: on a loop of many sandboxes the buffer
+// one just used is the next one's.
 type fdPort struct {
 	fd       int // the relay's own descriptor, in no poller but the loop's
 	r        *Relay
@@ -97,6 +98,8 @@ func (p *fdPort) deregister(l *reactor.Loop) {
 		p.watched = false
 	}
 }
+
+func (p *fdPort) holds() bool { return p.in != nil }
 
 // settle gives the read buffer back when nothing in it is still needed.
 func (p *fdPort) settle() {
@@ -167,6 +170,10 @@ func (p *fdPort) fill(want int) (int, error) {
 			continue
 		case err == unix.EAGAIN:
 			p.r.guestReadable = false
+			// Nothing came and nothing is kept: the buffer goes back now,
+			// or a thousand sandboxes polled in one pass would hold one
+			// each until their sweep.
+			p.settle()
 			return 0, nil
 		default:
 			p.eof = true

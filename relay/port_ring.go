@@ -44,7 +44,8 @@ func (p *ringPort) deregister(l *reactor.Loop) {
 }
 
 // settle has nothing to give back: the rings are the console's.
-func (p *ringPort) settle() {}
+func (p *ringPort) settle()     {}
+func (p *ringPort) holds() bool { return false }
 
 func (p *ringPort) source() guestSource { return p.tx }
 func (p *ringPort) linear() bool        { return false }

@@ -107,6 +107,10 @@ type Relay struct {
 	stats      counters
 	pend       frameCounts // this pass's frame counts, published at its end
 
+	// The sweep of emptied buffers (sweep), its func made once.
+	sweepTimer reactor.Timer
+	sweepFn    func(time.Time)
+
 	// The wait for core.ready.
 	readyTimer reactor.Timer
 	waitStart  time.Time
@@ -225,6 +229,7 @@ func newRelay(opt Options, l *Loop) (*Relay, error) {
 	r.log = slog.New(&asyncHandler{next: opt.Logger.Handler(), q: l.logq, dropped: &r.stats.logDrops})
 	r.g.onCorrupt = r.corruptStart
 	r.g.onResync = r.corruptEnd
+	r.sweepFn = r.sweep
 	if opt.ExecLog != nil {
 		r.lane = opt.ExecLog.Lane()
 	}
@@ -517,7 +522,7 @@ func (r *Relay) teardown(s State, why string) {
 	}
 	r.closeListener()
 	r.waiting.closeAll()
-	for _, t := range []*reactor.Timer{&r.readyTimer, &r.waitTimer, &r.drainTimer, &r.qTimer, &r.stall.timer, &r.ln.retry} {
+	for _, t := range []*reactor.Timer{&r.readyTimer, &r.waitTimer, &r.drainTimer, &r.qTimer, &r.stall.timer, &r.ln.retry, &r.sweepTimer} {
 		r.loop.Cancel(t)
 	}
 	r.port.deregister(r.loop)
@@ -642,10 +647,9 @@ func (r *Relay) service(now time.Time) bool {
 		stalledQueue = r.cl.conns[r.stall.slot].out.len()
 	}
 	r.flushDirty()
-	if !r.g.have && r.cl.spans.empty() {
-		r.port.settle()
+	if !r.sweepTimer.Scheduled() {
+		r.loop.Schedule(&r.sweepTimer, now.Add(sweepAfter), r.sweepFn)
 	}
-	r.idleBuffers()
 	if r.port.readerGone() {
 		r.guestEnd() // the guest stopped reading: nothing more can reach it
 	}
@@ -686,6 +690,39 @@ func (r *Relay) flushed() bool {
 		}
 	}
 	return true
+}
+
+// sweepAfter is how long a relay keeps buffers that have emptied: a
+// streaming sandbox reuses its own without touching the pool each pass, an
+// idle one has given everything back within it.
+const sweepAfter = 50 * time.Millisecond
+
+// sweep gives the pool back the guest read buffer and the clients' buffers
+// that are empty, and looks again later while anything is still held.
+func (r *Relay) sweep(now time.Time) {
+	if r.st == stateDone {
+		return
+	}
+	if !r.g.have && r.cl.spans.empty() {
+		r.port.settle()
+	}
+	r.idleBuffers()
+	if r.holdsBuffers() {
+		r.loop.Schedule(&r.sweepTimer, now.Add(sweepAfter), r.sweepFn)
+	}
+}
+
+// holdsBuffers reports whether the guest port or a client holds a buffer.
+func (r *Relay) holdsBuffers() bool {
+	if r.port.holds() {
+		return true
+	}
+	for s := r.cl.live.lowest(); s >= 0; s = r.cl.live.scan(s+1, MaxSlots) {
+		if c := r.cl.conns[s]; c.in.b != nil || c.out.b != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // idleBuffers gives the pool back the buffers of clients with nothing
