@@ -56,10 +56,10 @@
 // client and a quiet guest holds about 6 KiB (TestLoopIdleRelayHeap): a
 // slot's conn (0.3 KiB) is made for its first client, and every buffer is
 // lent by the loop's pool ([bufpool.Pool]) only while it holds bytes: the
-// fd port's read buffer (256 KiB) goes back as soon as a read finds nothing
-// and nothing is left in it, and a client's input and output buffers (64 KiB
-// each when taken) once they have stayed empty for 50 ms (the relay's
-// sweep), so a streaming sandbox reuses its own and an idle one holds none. A client's input buffer is given back when it leaves once the
+// fd port's read buffer (256 KiB) and a client's input and output buffers
+// (64 KiB each when taken) go back once they have stayed empty for 50 ms (the
+// relay's sweep; a read buffer taken for a read that found nothing goes back
+// at once), so a streaming sandbox reuses its own and an idle one holds none. A client's input buffer is given back when it leaves once the
 // guest has every frame queued in it (its slot is reused only then). Buffers
 // grow by doubling only when a frame does not fit, up to their own bounds,
 // and the growth is charged to two relay-wide budgets (OutputBudget,

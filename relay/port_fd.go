@@ -27,8 +27,8 @@ const (
 // written out (or queued) every view it handed to a client. Host→guest
 // bytes go out with writev straight from the clients' input buffers.
 //
-// in is lent by the loop's pool for a read and given back (settle) when a
-// read finds nothing with every byte in it routed, or at the relay's sweep,
+// in is lent by the loop's pool for a read and given back (settle) when the
+// read it was taken for finds nothing, or at the relay's sweep once empty,
 // so an idle guest holds no buffer: on a loop of many sandboxes the buffer
 // one just used is the next one's.
 type fdPort struct {
@@ -127,7 +127,8 @@ func (p *fdPort) fill(want int) (int, error) {
 	if p.eof {
 		return 0, nil
 	}
-	if p.in == nil {
+	fresh := p.in == nil
+	if fresh {
 		p.in = p.pool.Get(max(want, guestBuffer))
 	}
 	have := p.tail - p.head
@@ -170,10 +171,13 @@ func (p *fdPort) fill(want int) (int, error) {
 			continue
 		case err == unix.EAGAIN:
 			p.r.guestReadable = false
-			// Nothing came and nothing is kept: the buffer goes back now,
-			// or a thousand sandboxes polled in one pass would hold one
-			// each until their sweep.
-			p.settle()
+			// A buffer taken for this read that got nothing goes back
+			// now, or a thousand sandboxes polled in one pass would hold
+			// one each until their sweep; one in use stays for the next
+			// frame.
+			if fresh {
+				p.settle()
+			}
 			return 0, nil
 		default:
 			p.eof = true
