@@ -237,6 +237,13 @@ func (l *Loop) kick(r *Relay) {
 func (l *Loop) service(now time.Time) bool {
 	if len(l.active) == 0 {
 		l.publishPool() // a timer (a relay's sweep) may have given buffers back
+		if len(l.side.spill) > 0 {
+			// Work the side goroutine had no room for (a burst of
+			// teardowns): keep passing until it has taken it all, or a
+			// Done would wait for an event that may never come.
+			l.side.retry()
+			return len(l.side.spill) > 0
+		}
 		return false
 	}
 	act := l.active

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -336,3 +337,33 @@ type atomicCounter struct{ n atomic.Int64 }
 
 func (c *atomicCounter) add(n int)   { c.n.Add(int64(max(n, 0))) }
 func (c *atomicCounter) load() int64 { return c.n.Load() }
+
+// Closing many relays at once overflows what the loop hands its side
+// goroutine in one pass; every Done still comes, with no other event to
+// wake the loop.
+func TestLoopCloseMany(t *testing.T) {
+	l := startLoop(t)
+	dir := t.TempDir()
+	const n = 600
+	rs := make([]*relay.Relay, n)
+	for i := range n {
+		g := newSockGuest(t, true)
+		r, err := l.Add(relay.Options{Socket: filepath.Join(dir, "s"+strconv.Itoa(i)), Guest: g.file, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs[i] = r
+	}
+	for _, r := range rs {
+		<-r.Ready()
+	}
+	for _, r := range rs {
+		r.Close()
+	}
+	for _, r := range rs {
+		waitDone(t, r)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 || l.Relays() != 0 {
+		t.Fatalf("%d sockets and %d relays left after closing them all", len(ents), l.Relays())
+	}
+}
