@@ -43,6 +43,14 @@ func TestGuestGone(t *testing.T) {
 		_, err := os.Stat(filepath.Join(dir, "gone.sock"))
 		return errors.Is(err, fs.ErrNotExist)
 	})
+	// Its exec.log is flushed and closed with the relay, before the entry
+	// is removed.
+	eventually(t, "the guest_gone sandbox's exec.log to be closed", func() bool {
+		return !openByUs(t, filepath.Join(dir, "gone.log", "exec.log"))
+	})
+	if !openByUs(t, filepath.Join(dir, "stays.log", "exec.log")) {
+		t.Fatal("the neighbour's exec.log was closed too")
+	}
 	roundTrip(t, filepath.Join(dir, "stays.sock"))
 	if saved, _ := readState(filepath.Join(dir, "state.json")); len(saved) != 2 {
 		t.Fatalf("the state file lost a guest_gone sandbox: %+v", saved)
@@ -299,4 +307,19 @@ func TestCloseEndsDials(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(dir, "late.sock")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal("a socket was left")
 	}
+}
+
+// openByUs reports whether this process has path open.
+func openByUs(t *testing.T, path string) bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && l == path {
+			return true
+		}
+	}
+	return false
 }

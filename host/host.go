@@ -304,6 +304,11 @@ func (h *Host) launch(name string, c config, o relay.Options) (*sandbox, error) 
 	}
 	o.Socket, o.Handshake, o.ReadyTimeout, o.Logger = c.spec.Socket, c.handshake, c.readyTimeout, log
 	o.Budget, o.Pool = h.budget, nil
+	if sb.xl != nil {
+		// exec.log's buffers and file go as soon as the relay has
+		// finished, guest gone or not, not when the entry is removed.
+		o.OnDone = func() { sb.closeLog(log) }
+	}
 	h.placeMu.Lock()
 	best := 0
 	for i, l := range h.loops {
@@ -318,14 +323,6 @@ func (h *Host) launch(name string, c config, o relay.Options) (*sandbox, error) 
 		return nil, socketError(err)
 	}
 	sb.r, sb.loop, sb.log = r, best, log
-	if sb.xl != nil {
-		// exec.log's buffers and file go as soon as the relay has
-		// finished, guest gone or not, not when the entry is removed.
-		go func() {
-			<-r.Done()
-			sb.closeLog(log)
-		}()
-	}
 	return sb, nil
 }
 

@@ -84,6 +84,12 @@ type Options struct {
 	// DrainTimeout bounds how long Stop waits to flush what is queued to
 	// clients. Default 5 s.
 	DrainTimeout time.Duration
+	// OnDone, if set, runs once the relay has ended and its socket is
+	// removed, just before Done is closed, on the loop's side goroutine
+	// (never the loop thread): the owner's cleanup, such as flushing
+	// exec.log, without a goroutine per relay waiting on Done. It may do
+	// disk I/O but holds up the loop's other teardowns while it runs.
+	OnDone func()
 }
 
 func (o *Options) setDefaults() {

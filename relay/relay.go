@@ -547,10 +547,13 @@ func (r *Relay) teardown(s State, why string) {
 	if r.member >= 0 {
 		r.l.leave(r)
 	}
-	sock, log, done := r.opt.Socket, r.log, r.doneCh
+	sock, log, done, onDone := r.opt.Socket, r.log, r.doneCh, r.opt.OnDone
 	r.l.side.push(func() {
 		if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 			log.Warn("remove socket", "socket", sock, "err", err)
+		}
+		if onDone != nil {
+			onDone()
 		}
 		close(done)
 	})
