@@ -21,7 +21,7 @@ func NewBudget(max int64, parent *Budget) *Budget { return &Budget{max: max, par
 // Take charges n bytes, or reports false (charging nothing) if that would
 // pass this budget's or a parent's bound. A nil budget takes anything.
 func (b *Budget) Take(n int64) bool {
-	if b == nil {
+	if b == nil || n == 0 {
 		return true
 	}
 	for {
@@ -46,7 +46,8 @@ func (b *Budget) Take(n int64) bool {
 
 // Give returns n bytes taken before.
 func (b *Budget) Give(n int64) {
-	if b == nil {
+	if b == nil || n == 0 {
+		// Nothing to give: touch no cache line another loop shares.
 		return
 	}
 	b.used.Add(-n)

@@ -37,7 +37,7 @@
 //	                                         read buffer, session tables)
 //	+ min(MemoryBudget, Σ sandboxes' OutputBudget + InputBudget)
 //	+ 4 MiB × sandboxes with an exec.log that ran a command (a lane each;
-//	                                         one Runner goroutine writes them all)
+//	                                         one Runner goroutine a loop writes them)
 //
 // (see relay/doc.go for each term). Threads do not grow with sandboxes: one
 // per loop and the Go runtime's, 12 here at 1,000 or 9,872 sandboxes on 2

@@ -63,8 +63,9 @@ type Host struct {
 	log    *slog.Logger
 	loops  []*relay.Loop
 	loopWG sync.WaitGroup
-	// runner writes every sandbox's exec.log, on one goroutine.
-	runner *execlog.Runner
+	// runners write the exec.logs of each loop's sandboxes, one goroutine
+	// a loop.
+	runners []*execlog.Runner
 	// removed wakes the trimmer (trim.go) after a sandbox is removed.
 	removed chan struct{}
 	trims   atomic.Uint64
@@ -111,7 +112,6 @@ func New(o Options) (*Host, error) {
 	h := &Host{opt: o, log: o.Logger, boxes: map[string]*sandbox{}, adding: map[string]bool{},
 		sockets: map[string]string{}, execLogs: map[string]string{}}
 	h.stopping, h.stop = context.WithCancel(context.Background())
-	h.runner = execlog.NewRunner()
 	h.removed = make(chan struct{}, 1)
 	go h.trimmer(trimQuiet)
 	if o.MemoryBudget > 0 {
@@ -122,10 +122,11 @@ func New(o Options) (*Host, error) {
 		if err != nil {
 			h.stop()
 			h.stopLoops()
-			h.runner.Close()
+			h.closeRunners()
 			return nil, err
 		}
 		h.loops = append(h.loops, l)
+		h.runners = append(h.runners, execlog.NewRunner())
 		h.loopWG.Add(1)
 		go func() {
 			defer h.loopWG.Done()
@@ -288,33 +289,37 @@ func (h *Host) create(ctx context.Context, name string, c config, dialTimeout ti
 	return sb, err
 }
 
-// launch opens exec.log and places the relay; o.Guest is set.
+// launch places the relay, opening its exec.log with the chosen loop's
+// Runner; o.Guest is set.
 func (h *Host) launch(name string, c config, o relay.Options) (*sandbox, error) {
 	sb := &sandbox{name: name, c: c, loop: -1}
 	log := h.log.With("sandbox", name)
-	if c.spec.ExecLog != "" && o.ExecLog == nil {
-		xl, err := execlog.Open(c.spec.ExecLog, execlog.Options{Runner: h.runner})
-		if err != nil {
-			if isNoFD(err) {
-				return nil, noFD("exec_log", err)
-			}
-			return nil, withKind(ErrInvalid, fmt.Errorf("exec_log: %w", err))
-		}
-		sb.xl, o.ExecLog = xl, xl
-	}
 	o.Socket, o.Handshake, o.ReadyTimeout, o.Logger = c.spec.Socket, c.handshake, c.readyTimeout, log
 	o.Budget, o.Pool = h.budget, nil
-	if sb.xl != nil {
-		// exec.log's buffers and file go as soon as the relay has
-		// finished, guest gone or not, not when the entry is removed.
-		o.OnDone = func() { sb.closeLog(log) }
-	}
+	// The count read and the Add it decides go together, or a burst of
+	// PUTs would all pick the same loop.
 	h.placeMu.Lock()
 	best := 0
 	for i, l := range h.loops {
 		if l.Relays() < h.loops[best].Relays() {
 			best = i
 		}
+	}
+	if c.spec.ExecLog != "" && o.ExecLog == nil {
+		// The loop's own Runner: a sandbox's exec output is handed over
+		// without touching anything another loop touches.
+		xl, err := execlog.Open(c.spec.ExecLog, execlog.Options{Runner: h.runners[best]})
+		if err != nil {
+			h.placeMu.Unlock()
+			if isNoFD(err) {
+				return nil, noFD("exec_log", err)
+			}
+			return nil, withKind(ErrInvalid, fmt.Errorf("exec_log: %w", err))
+		}
+		sb.xl, o.ExecLog = xl, xl
+		// exec.log's buffers and file go as soon as the relay has
+		// finished, guest gone or not, not when the entry is removed.
+		o.OnDone = func() { sb.closeLog(log) }
 	}
 	r, err := h.loops[best].Add(o)
 	h.placeMu.Unlock()
@@ -429,7 +434,13 @@ func (h *Host) Close() {
 	for _, sb := range h.sandboxes() {
 		sb.closeLog(h.log)
 	}
-	h.runner.Close()
+	h.closeRunners()
+}
+
+func (h *Host) closeRunners() {
+	for _, r := range h.runners {
+		r.Close()
+	}
 }
 
 func (h *Host) stopLoops() {
