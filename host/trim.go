@@ -28,10 +28,12 @@ func (h *Host) trimmer(quiet time.Duration) {
 			t.Reset(quiet)
 		case <-t.C:
 			for _, l := range h.loops {
-				l.Trim()
+				select {
+				case <-l.Trim():
+				case <-h.stopping.Done():
+					return
+				}
 			}
-			// The loops trim in their next pass; give them that pass.
-			time.Sleep(10 * time.Millisecond)
 			debug.FreeOSMemory()
 			h.trims.Add(1)
 		}

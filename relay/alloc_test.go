@@ -74,9 +74,7 @@ func zeroAllocs(t *testing.T, o Options, send func([]byte), recv func(p []byte) 
 	}
 	defer func() { // what Run does after its loop
 		r.teardown(StateStopped, "test over")
-		r.l.side.close()
-		r.l.logq.close()
-		r.l.rl.Close()
+		r.l.release()
 	}()
 
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)

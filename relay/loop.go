@@ -142,15 +142,21 @@ func (l *Loop) Run() error {
 	for len(l.members) > 0 { // the reactor failed: nothing more can be flushed
 		l.members[len(l.members)-1].teardown(StateStopped, "loop stopped")
 	}
-	l.side.close()
-	l.logq.close()
-	if cerr := l.rl.Close(); err == nil {
+	if cerr := l.release(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
 	return nil
+}
+
+// release runs what the side goroutine still has, flushes the log queue
+// and frees the reactor: after Run, or for a loop that never ran.
+func (l *Loop) release() error {
+	l.side.close()
+	l.logq.close()
+	return l.rl.Close()
 }
 
 // Stop stops every relay as Relay.Stop does (their clients' output is
@@ -163,21 +169,17 @@ func (l *Loop) Stop() {
 		return
 	}
 	l.closed = true
-	func() {
-		l.rl.Submit(func() {
-			l.stopped = true
-			// Backwards: a relay still waiting for its guest leaves at once,
-			// and leave moves the last member, already seen, into its place.
-			for i := len(l.members) - 1; i >= 0; i-- {
-				r := l.members[i]
-				r.drain(nil, "relay stopping")
-				l.kick(r)
-			}
-			if len(l.members) == 0 {
-				l.rl.Stop()
-			}
-		})
-	}()
+	l.rl.Submit(func() {
+		l.stopped = true
+		// Backwards: a relay still waiting for its guest leaves at once,
+		// and leave moves the last member, already seen, into its place.
+		for i := len(l.members) - 1; i >= 0; i-- {
+			l.members[i].drain(nil, "relay stopping")
+		}
+		if len(l.members) == 0 {
+			l.rl.Stop()
+		}
+	})
 }
 
 // Add starts a relay on the loop. Its socket is listening when Add returns;
@@ -209,10 +211,13 @@ func (l *Loop) Add(opt Options) (*Relay, error) {
 }
 
 // Trim has the loop drop the idle buffers its pool keeps (bufpool.Pool.Trim),
-// and the spare capacity of its relay lists: for after a burst. Safe from
-// any goroutine.
-func (l *Loop) Trim() {
+// and the spare capacity of its relay lists: for after a burst. The channel
+// is closed once the loop has done it (never, if the loop has stopped).
+// Safe from any goroutine.
+func (l *Loop) Trim() <-chan struct{} {
+	done := make(chan struct{})
 	l.rl.Submit(func() {
+		defer close(done)
 		l.pool.Trim()
 		l.poolIdle.Store(0)
 		if cap(l.members) > 2*len(l.members)+64 {
@@ -222,14 +227,7 @@ func (l *Loop) Trim() {
 			l.spare = nil
 		}
 	})
-}
-
-// kick puts r on the list of relays the next service pass runs.
-func (l *Loop) kick(r *Relay) {
-	if !r.kicked {
-		r.kicked = true
-		l.active = append(l.active, r)
-	}
+	return done
 }
 
 // service is the reactor's idle pass: each relay with work gets one pass of
@@ -255,7 +253,7 @@ func (l *Loop) service(now time.Time) bool {
 			continue
 		}
 		if r.service(now) {
-			l.kick(r)
+			r.kick()
 		}
 	}
 	clear(act)
@@ -357,7 +355,3 @@ func (q *sideQueue) close() {
 		<-q.done
 	})
 }
-
-// errNotReady is WaitReady's answer for a relay that is no longer waiting
-// and never served.
-var errNotReady = errors.New("relay: the guest never became ready")

@@ -145,17 +145,13 @@ func New(opt Options) (*Relay, error) {
 	l.private = true
 	r, err := newRelay(opt, l)
 	if err != nil {
-		l.side.close()
-		l.logq.close()
-		l.rl.Close()
+		l.release()
 		return nil, err
 	}
 	l.count.Add(1)
 	if err := l.join(r); err != nil {
 		r.teardown(StateStopped, "relay failed to start")
-		l.side.close()
-		l.logq.close()
-		l.rl.Close()
+		l.release()
 		return nil, err
 	}
 	// The loop waits for an event before its first pass, and guest bytes
@@ -286,7 +282,7 @@ func (r *Relay) WaitReady(ctx context.Context) error {
 	if err := r.Err(); err != nil {
 		return err
 	}
-	return errNotReady
+	return errors.New("relay: the guest never became ready")
 }
 
 // awaitStart registers the guest port and starts the wait for core.ready;
@@ -462,10 +458,7 @@ func (r *Relay) kick() {
 // Safe from any goroutine, any number of times.
 func (r *Relay) Stop() {
 	r.stopOnce.Do(func() {
-		r.loop.Submit(func() {
-			r.drain(nil, "relay stopping")
-			r.kick()
-		})
+		r.loop.Submit(func() { r.drain(nil, "relay stopping") })
 	})
 }
 
