@@ -17,9 +17,9 @@ type LoopStats struct {
 }
 
 // loopStats reads a loop's own counters.
-func loopStats(l *relay.Loop) (LoopStats, bool) {
+func loopStats(l *relay.Loop) LoopStats {
 	s := l.Stats()
-	return LoopStats{BusyNanos: uint64(s.Busy), PoolLent: s.PoolLent, PoolIdle: s.PoolIdle}, true
+	return LoopStats{BusyNanos: uint64(s.Busy), PoolLent: s.PoolLent, PoolIdle: s.PoolIdle}
 }
 
 // HostStats are the daemon's totals.
@@ -33,9 +33,9 @@ type HostStats struct {
 
 // LoopInfo is one loop's share.
 type LoopInfo struct {
-	Index     int        `json:"index"`
-	Sandboxes int        `json:"sandboxes"` // relays it holds, in any state but finished
-	Stats     *LoopStats `json:"stats,omitempty"`
+	Index     int       `json:"index"`
+	Sandboxes int       `json:"sandboxes"` // relays it holds, in any state but finished
+	Stats     LoopStats `json:"stats"`
 }
 
 // Stats returns the daemon's totals.
@@ -46,11 +46,7 @@ func (h *Host) Stats() HostStats {
 		s.Sandboxes[sb.state()]++
 	}
 	for i, l := range h.loops {
-		li := LoopInfo{Index: i, Sandboxes: l.Relays()}
-		if ls, ok := loopStats(l); ok {
-			li.Stats = &ls
-		}
-		s.Loops = append(s.Loops, li)
+		s.Loops = append(s.Loops, LoopInfo{Index: i, Sandboxes: l.Relays(), Stats: loopStats(l)})
 	}
 	return s
 }
@@ -143,11 +139,10 @@ func (c hostCollector) Collect(ch chan<- prometheus.Metric) {
 	for i, l := range h.loops {
 		idx := strconv.Itoa(i)
 		ch <- prometheus.MustNewConstMetric(loopRelaysDesc, prometheus.GaugeValue, float64(l.Relays()), idx)
-		if ls, ok := loopStats(l); ok {
-			ch <- prometheus.MustNewConstMetric(loopBusyDesc, prometheus.CounterValue, float64(ls.BusyNanos)/1e9, idx)
-			ch <- prometheus.MustNewConstMetric(poolLentDesc, prometheus.GaugeValue, float64(ls.PoolLent), idx)
-			ch <- prometheus.MustNewConstMetric(poolIdleDesc, prometheus.GaugeValue, float64(ls.PoolIdle), idx)
-		}
+		ls := loopStats(l)
+		ch <- prometheus.MustNewConstMetric(loopBusyDesc, prometheus.CounterValue, float64(ls.BusyNanos)/1e9, idx)
+		ch <- prometheus.MustNewConstMetric(poolLentDesc, prometheus.GaugeValue, float64(ls.PoolLent), idx)
+		ch <- prometheus.MustNewConstMetric(poolIdleDesc, prometheus.GaugeValue, float64(ls.PoolIdle), idx)
 	}
 	ch <- prometheus.MustNewConstMetric(budgetUsedDesc, prometheus.GaugeValue, float64(h.budget.Used()))
 	ch <- prometheus.MustNewConstMetric(budgetMaxDesc, prometheus.GaugeValue, float64(h.budget.Max()))
