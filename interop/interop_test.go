@@ -11,12 +11,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/internal/syncbuf"
 )
 
 // upstreamVersion is the pinned release of the npm packages microsandbox
@@ -300,25 +300,8 @@ func hasHandshakeFlag(t *testing.T, bin string) bool {
 type relayProc struct {
 	cmd    *exec.Cmd
 	socket string
-	log    *syncBuffer
+	log    *syncbuf.Buffer
 	done   chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startRelay runs relay serve on the builtin guest and waits until its
@@ -334,7 +317,7 @@ func startRelay(t *testing.T, bin, socket string, args ...string) *relayProc {
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		socket = filepath.Join(dir, "agent.sock")
 	}
-	p := &relayProc{socket: socket, log: &syncBuffer{}, done: make(chan error, 1)}
+	p := &relayProc{socket: socket, log: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, append([]string{"serve", "--socket", p.socket, "--guest", "builtin"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {

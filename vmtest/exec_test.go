@@ -22,6 +22,7 @@ import (
 
 	"github.com/agentrelay/agentrelay/client"
 	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/internal/syncbuf"
 )
 
 func TestBoot(t *testing.T) {
@@ -114,7 +115,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestTTYResize(t *testing.T) {
 	c := dial(t)
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	stdin, stdinW := io.Pipe()
 	defer stdinW.Close()
 	ids := make(chan uint32, 1)
@@ -160,7 +161,7 @@ func TestSignals(t *testing.T) {
 		{"KILL reaches the group", `sleep 1001 & echo ready; wait`, 9, 128 + 9, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := &syncBuffer{}
+			out := &syncbuf.Buffer{}
 			ids := make(chan uint32, 1)
 			done := make(chan error, 1)
 			var code int

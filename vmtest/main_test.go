@@ -11,12 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/agentrelay/agentrelay/client"
+	"github.com/agentrelay/agentrelay/internal/syncbuf"
 )
 
 // One VM and one relay in front of it serve the whole package.
@@ -104,7 +104,7 @@ func needVM(t testing.TB) {
 type relayProc struct {
 	cmd    *exec.Cmd
 	socket string
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
 	err    error
 }
@@ -112,7 +112,7 @@ type relayProc struct {
 // startRelay starts the relay on the VM's console and waits for the
 // guest's core.ready.
 func startRelay(socket string) (*relayProc, error) {
-	p := &relayProc{socket: socket, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &relayProc{socket: socket, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(relayBin, "serve", "--socket", socket, "--guest", "unix:"+vm.Console, "--exec-log", dir)
 	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -143,23 +143,6 @@ func (p *relayProc) stop() {
 		p.cmd.Process.Kill()
 		<-p.done
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // dial connects a client to the relay in front of the VM.

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentrelay/agentrelay/internal/syncbuf"
 )
 
 // TestRunVMScript runs scripts/run-vm.sh (make run-vm) as a user would, in
@@ -23,7 +25,7 @@ func TestRunVMScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(d)
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd := exec.Command("bash", "../scripts/run-vm.sh")
 	cmd.Env = append(os.Environ(), "DIR="+d, "IMG="+image, "RELAY="+relayBin)
 	cmd.Stdout, cmd.Stderr = out, out

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/agentrelay/agentrelay/internal/syncbuf"
 )
 
 // runBin runs the binary with args and returns stdout, stderr and the
@@ -93,7 +95,7 @@ func TestSubcommandHelp(t *testing.T) {
 // harnesses start the relay.
 func TestFlagsAloneMeanServe(t *testing.T) {
 	dir := privateDir(t)
-	p := &proc{socket: filepath.Join(dir, "agent.sock"), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{socket: filepath.Join(dir, "agent.sock"), stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "--socket", p.socket, "--guest", "echo")
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {

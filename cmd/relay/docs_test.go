@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/agentrelay/agentrelay/internal/syncbuf"
 )
 
 // repoFile reads a file from the repository's root.
@@ -129,7 +131,7 @@ func TestSystemdUnit(t *testing.T) {
 		}
 		args = append(args, a)
 	}
-	p := &proc{socket: filepath.Join(dir, "agent.sock"), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{socket: filepath.Join(dir, "agent.sock"), stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -206,7 +208,7 @@ func TestSystemdHostUnit(t *testing.T) {
 		}
 		args = append(args, a)
 	}
-	p := &proc{socket: filepath.Join(dir, "host.sock"), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{socket: filepath.Join(dir, "host.sock"), stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {

@@ -14,12 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/internal/syncbuf"
 )
 
 // The tests build the real binary once and run it as a child process.
@@ -53,26 +53,9 @@ type proc struct {
 	cmd    *exec.Cmd
 	socket string
 	dir    string
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
 	err    error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func privateDir(t *testing.T) string {
@@ -87,7 +70,7 @@ func privateDir(t *testing.T) string {
 func startRelay(t *testing.T, args ...string) *proc {
 	t.Helper()
 	dir := privateDir(t)
-	p := &proc{socket: filepath.Join(dir, "agent.sock"), dir: dir, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{socket: filepath.Join(dir, "agent.sock"), dir: dir, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"serve", "--socket", p.socket}, args...)...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr

@@ -17,12 +17,13 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/internal/syncbuf"
 )
 
 // execProc is a running `relay exec`.
 type execProc struct {
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *syncbuf.Buffer
 	done           chan struct{}
 }
 
@@ -30,7 +31,7 @@ type execProc struct {
 // environment (RELAY_SOCKET and XDG_RUNTIME_DIR removed) and stdin.
 func startExec(t *testing.T, env []string, stdin io.Reader, args ...string) *execProc {
 	t.Helper()
-	e := &execProc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	e := &execProc{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	e.cmd = exec.Command(bin, append([]string{"exec"}, args...)...)
 	e.cmd.Env = append(cleanEnv(), env...)
 	e.cmd.Stdin, e.cmd.Stdout, e.cmd.Stderr = stdin, e.stdout, e.stderr
@@ -393,7 +394,7 @@ func TestDefaultSocket(t *testing.T) {
 	xdg := privateDir(t)
 	srv := exec.Command(bin, "serve", "--guest", "builtin")
 	srv.Env = append(cleanEnv(), "XDG_RUNTIME_DIR="+xdg)
-	var log syncBuffer
+	var log syncbuf.Buffer
 	srv.Stderr = &log
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -518,7 +519,7 @@ func TestExecResize(t *testing.T) {
 type ptyProc struct {
 	cmd  *exec.Cmd
 	pty  *os.File
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	done chan struct{}
 }
 
@@ -530,7 +531,7 @@ func startPTY(t *testing.T, rows, cols uint16, args ...string) *ptyProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pp := &ptyProc{cmd: cmd, pty: f, out: &syncBuffer{}, done: make(chan struct{})}
+	pp := &ptyProc{cmd: cmd, pty: f, out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	go func() {
 		io.Copy(pp.out, bufio.NewReader(f))
 	}()

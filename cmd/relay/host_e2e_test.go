@@ -22,6 +22,7 @@ import (
 	"github.com/agentrelay/agentrelay/client"
 	"github.com/agentrelay/agentrelay/frame"
 	"github.com/agentrelay/agentrelay/host"
+	"github.com/agentrelay/agentrelay/internal/syncbuf"
 )
 
 // echoConsole listens on path as a VMM's console socket does and plays an
@@ -55,7 +56,7 @@ func echoConsole(t *testing.T, path string) {
 // startHostDaemon runs relay host with its control socket and state in dir.
 func startHostDaemon(t *testing.T, dir string, args ...string) *proc {
 	t.Helper()
-	p := &proc{socket: filepath.Join(dir, "host.sock"), dir: dir, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{socket: filepath.Join(dir, "host.sock"), dir: dir, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"host", "--control", p.socket, "--loops", "2"}, args...)...)
 	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stderr
 	if err := p.cmd.Start(); err != nil {

@@ -20,12 +20,13 @@ import (
 
 	"github.com/agentrelay/agentrelay/agent"
 	"github.com/agentrelay/agentrelay/frame"
+	"github.com/agentrelay/agentrelay/internal/syncbuf"
 )
 
 // startRelayAt is startRelay on a socket path of the caller's choosing.
 func startRelayAt(t *testing.T, socket string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{socket: socket, dir: filepath.Dir(socket), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{socket: socket, dir: filepath.Dir(socket), stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"serve", "--socket", socket}, args...)...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = p.stderr
