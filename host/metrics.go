@@ -114,9 +114,9 @@ func (c hostCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		snap := map[string]uint64{}
-		flattenFields(snap, "", sb.r.Stats())
+		Flatten(snap, "", sb.r.Stats())
 		if sb.xl != nil {
-			flattenFields(snap, "ExecLog", sb.xl.Stats())
+			Flatten(snap, "ExecLog", sb.xl.Stats())
 		}
 		for _, x := range Metrics {
 			v, ok := snap[x.Field]
@@ -149,16 +149,22 @@ func (c hostCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(budgetRefDesc, prometheus.CounterValue, float64(h.budget.Refused()))
 }
 
-// flattenFields adds v's integer fields to m under their Go names, the keys
-// of Metrics.
-func flattenFields(m map[string]uint64, prefix string, v any) {
+// Flatten adds the integer fields of v (a relay.Stats or an
+// execlog.Stats) to m under prefix and their Go names, the keys of Metrics.
+func Flatten(m map[string]uint64, prefix string, v any) {
+	flattenNamed(m, prefix, v, func(s string) string { return s })
+}
+
+// flattenNamed is Flatten with each field's name passed through name.
+func flattenNamed(m map[string]uint64, prefix string, v any, name func(string) string) {
 	rv := reflect.ValueOf(v)
 	for i := range rv.NumField() {
 		f := rv.Field(i)
+		key := prefix + name(rv.Type().Field(i).Name)
 		if f.CanUint() {
-			m[prefix+rv.Type().Field(i).Name] = f.Uint()
+			m[key] = f.Uint()
 		} else if f.CanInt() {
-			m[prefix+rv.Type().Field(i).Name] = uint64(f.Int())
+			m[key] = uint64(f.Int())
 		}
 	}
 }

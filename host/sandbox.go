@@ -2,7 +2,6 @@ package host
 
 import (
 	"log/slog"
-	"reflect"
 	"strings"
 	"sync"
 	"unicode"
@@ -103,16 +102,7 @@ func (sb *sandbox) closeLog(log *slog.Logger) {
 
 // flatten adds v's integer fields to m under their snake-case names.
 func flatten(m map[string]uint64, prefix string, v any) {
-	rv := reflect.ValueOf(v)
-	for i := range rv.NumField() {
-		f := rv.Field(i)
-		name := prefix + snake(rv.Type().Field(i).Name)
-		if f.CanUint() {
-			m[name] = f.Uint()
-		} else if f.CanInt() {
-			m[name] = uint64(f.Int())
-		}
-	}
+	flattenNamed(m, prefix, v, snake)
 }
 
 // snake turns FramesToGuest into frames_to_guest and IDCollisions into

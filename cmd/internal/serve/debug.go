@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"reflect"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/agentrelay/agentrelay/execlog"
+	"github.com/agentrelay/agentrelay/host"
 )
 
 // serveDebug serves, on ln (a loopback listener bound at start-up), pprof,
@@ -56,21 +56,9 @@ func serveDebug(log *slog.Logger, ln net.Listener, srv Server, xl *execlog.Write
 // the one place both /stats and /metrics read from.
 func snapshot(srv Server, xl *execlog.Writer) map[string]uint64 {
 	m := map[string]uint64{}
-	flatten(m, "", srv.Stats())
+	host.Flatten(m, "", srv.Stats())
 	if xl != nil {
-		flatten(m, "ExecLog", xl.Stats())
+		host.Flatten(m, "ExecLog", xl.Stats())
 	}
 	return m
-}
-
-func flatten(m map[string]uint64, prefix string, v any) {
-	rv := reflect.ValueOf(v)
-	for i := range rv.NumField() {
-		f := rv.Field(i)
-		if f.CanUint() {
-			m[prefix+rv.Type().Field(i).Name] = f.Uint()
-		} else if f.CanInt() {
-			m[prefix+rv.Type().Field(i).Name] = uint64(f.Int())
-		}
-	}
 }
