@@ -23,6 +23,19 @@ import (
 // expvar (with memstats), the relay's counters as JSON (/stats) and as
 // Prometheus text (/metrics), and /healthz.
 func serveDebug(log *slog.Logger, ln net.Listener, srv Server, xl *execlog.Writer, h *health) (stop func()) {
+	stats := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(snapshot(srv, xl))
+	})
+	return ServeDebug(log, ln, stats, &statsCollector{srv: srv, xl: xl}, h)
+}
+
+// ServeDebug serves, on ln, what every debug endpoint of the binary has
+// (pprof, expvar with memstats, the Go runtime's and the process's metrics
+// and the build's) with stats at /stats, collector's metrics beside them at
+// /metrics and health at /healthz. stop shuts it down, waiting up to a
+// second for requests under way.
+func ServeDebug(log *slog.Logger, ln net.Listener, stats http.Handler, collector prometheus.Collector, health http.Handler) (stop func()) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -30,15 +43,12 @@ func serveDebug(log *slog.Logger, ln net.Listener, srv Server, xl *execlog.Write
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/debug/vars", expvar.Handler())
-	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(snapshot(srv, xl))
-	})
+	mux.Handle("/stats", stats)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&statsCollector{srv: srv, xl: xl}, BuildInfo())
+		collector, BuildInfo())
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/healthz", h)
+	mux.Handle("/healthz", health)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
